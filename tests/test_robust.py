@@ -142,6 +142,12 @@ def test_released_cvar_is_a_lower_tail_average():
     # row 0 -> 1 / 0.5 = 2; row 1 sorted [0, 4]: no non-zero in the k smallest -> 0; mean of non-zero = 2, max = 2
     assert released_group_risk([1.0, 2.0, 4.0], [0, 0, 1], 0.5) == pytest.approx(4.0)
     assert released_group_risk([1.0, 2.0, 3.0, 4.0], [0, 0, 1, 1], 0.5, n_groups=3) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="'groups' parameter of released_group_risk"):
+        released_group_risk([1.0, 2.0], [0], 0.5)
+    with pytest.raises(ValueError, match="'n_groups' parameter of released_group_risk must be an int in \\[2, inf\\]"):
+        released_group_risk([1.0, 2.0], [0, 1], 0.5, n_groups=1)
+    with pytest.raises(ValueError, match="'alpha' parameter of released_cvar"):
+        released_cvar([1.0], 0.0)
 
 
 # ----------------------------------------------------------------------------- groups
@@ -161,7 +167,7 @@ def test_voronoi_groups_hand_made():
 
 def test_voronoi_groups_bad_input():
     f = torch.zeros(3, 2)
-    with pytest.raises(ValueError, match="'y_syn' parameter of voronoi_groups must be a synthetic point for every class"):
+    with pytest.raises(ValueError, match="'y_syn' parameter of voronoi_groups must be a synthetic point for every"):
         voronoi_groups(f, f[:1], torch.tensor([0, 1, 1]), torch.tensor([0]))
     with pytest.raises(ValueError, match="'f_syn' parameter of voronoi_groups must be a tensor with 2 columns"):
         voronoi_groups(f, torch.zeros(2, 3))
@@ -301,8 +307,8 @@ def test_as_released_gradient_is_exactly_the_mean_gradient():
     # the value does carry the released risk
     groups = released.groups(net, x_real, y_real, x_syn, y_syn)
     losses = F.cross_entropy(net(x_real), y_real, reduction="none").detach().numpy()
-    expected = released_group_risk(losses, groups.numpy(), 0.8) + float(F.cross_entropy(net(x_real), y_real))
-    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    expected = released_group_risk(losses, groups.numpy(), 0.8) + float(F.cross_entropy(net(x_real), y_real).detach())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     g_rob = _grads(net, GroupCVaRTarget(0.8, pool_across_classes=True).gradient_loss(net, x_real, y_real, x_syn, y_syn))
     assert float((g_rob / 2 - g_mean).abs().max()) > 1e-3  # the differentiable risk changes it
 
@@ -314,7 +320,7 @@ def test_kmeans_grouping_is_deterministic_and_validated():
     x_syn, y_syn = torch.randn(4, 2, generator=g), torch.tensor([0, 0, 1, 1])
     a = GroupCVaRTarget(grouping="kmeans", generator=0).gradient_loss(net, x_real, y_real, x_syn, y_syn)
     b = GroupCVaRTarget(grouping="kmeans", generator=0).gradient_loss(net, x_real, y_real, x_syn, y_syn)
-    assert float(a) == float(b)
+    assert float(a.detach()) == float(b.detach())
     groups = GroupCVaRTarget(grouping="kmeans", generator=0).groups(net, x_real, y_real, x_syn, y_syn)
     assert groups.unique().tolist() == [0, 1, 2, 3]
     assert set(groups[y_real == 0].tolist()) == {0, 1}  # two clusters per class, per class
@@ -327,7 +333,7 @@ def test_target_bad_input():
     net = MLP(2, 2, hidden=(8,), generator=0)
     x, y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
     t = GroupCVaRTarget()
-    with pytest.raises(ValueError, match="'x_syn' parameter of GroupCVaRTarget.gradient_loss must be a tensor of shape"):
+    with pytest.raises(ValueError, match="'x_syn' parameter of GroupCVaRTarget.gradient_loss must be a tensor of"):
         t.gradient_loss(net, x, y, torch.zeros(2, 3), y[:2])
     with pytest.raises(ValueError, match="'y_real' parameter of GroupCVaRTarget.gradient_loss"):
         t.gradient_loss(net, x, y[:3], x[:2], y[:2])
@@ -335,6 +341,9 @@ def test_target_bad_input():
         t.gradient_loss(net, x, y, x[:2], y[:1])
     with pytest.raises(TypeError, match="'net'"):
         t.gradient_loss(None, x, y, x[:2], y[:2])
+    with pytest.raises(TypeError, match="'net' parameter of GroupCVaRTarget.gradient_loss must be a network with"):
+        t.gradient_loss(nn.Linear(2, 2), x, y, x[:2], y[:2])
+    assert GroupCVaRTarget(embed=identity_embed).gradient_loss(nn.Linear(2, 2), x, y, x[:2], y[:2]).dim() == 0
     with pytest.raises(ValueError, match="'grouping'"):
         GroupCVaRTarget(grouping="dbscan")
     with pytest.raises(ValueError, match="'mode'"):

@@ -49,7 +49,8 @@ def _read(path) -> list[list[str]]:
         with gzip.open(path, "rt", encoding="ascii") as fh:
             text = fh.read()
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DatasetFileError(f"The file {path} cannot be read as gzipped text ({exc}). Replace it with the original file.") from exc
+        raise DatasetFileError(f"The file {path} cannot be read as gzipped text ({exc}). "
+                               f"Replace it with the original file.") from exc
     rows = []
     for row in csv.reader(io.StringIO(text), skipinitialspace=True):
         if not row or row[0].startswith("|"):  # blank lines and the test file's first line
@@ -65,7 +66,8 @@ def _read(path) -> list[list[str]]:
 def _parse(path: str, mtime_ns: int, size: int, n_rows: int):
     rows = _read(path)
     if len(rows) != n_rows:
-        raise DatasetFileError(f"The file {path} has {len(rows)} rows, expected {n_rows}. Replace it with the original file.")
+        raise DatasetFileError(f"The file {path} has {len(rows)} rows, expected {n_rows}. "
+                               f"Replace it with the original file.")
     return rows
 
 

@@ -129,8 +129,8 @@ def load_colored_mnist(root=None, split: str = "train", *, n_per_class: int | No
     x, y = load_mnist(root, split, download=False)
     if n_per_class is not None:
         n_per_class = check_int(n_per_class, "n_per_class", func, low=1, high=int(torch.bincount(y).min()))
-        keep = torch.cat([(y == c).nonzero().squeeze(1)[torch.randperm(int((y == c).sum()), generator=gen)[:n_per_class]]
-                          for c in range(10)])
+        members = [(y == c).nonzero().squeeze(1) for c in range(10)]
+        keep = torch.cat([m[torch.randperm(m.numel(), generator=gen)[:n_per_class]] for m in members])
         keep = keep.sort().values
         x, y = x[keep], y[keep]
     return color_digits(x, y, minority_fraction=minority_fraction, shift=shift, spurious=spurious, generator=gen)

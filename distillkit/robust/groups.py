@@ -91,7 +91,8 @@ def voronoi_groups(f_real: torch.Tensor, f_syn: torch.Tensor, y_real: torch.Tens
     y_syn = _check_labels(y_syn, "y_syn", func, f_syn.shape[0]).to(dist.device)
     missing = sorted(set(y_real.unique().tolist()) - set(y_syn.unique().tolist()))
     if missing:
-        fail(func, "y_syn", "a synthetic point for every class of y_real", f"<no synthetic point of class {missing[0]}>")
+        fail(func, "y_syn", "a synthetic point for every class of y_real",
+             f"<no synthetic point of class {missing[0]}>")
     dist = dist.masked_fill(y_real[:, None] != y_syn[None, :], float("inf"))
     return dist.argmin(1)
 

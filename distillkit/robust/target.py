@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_bool, check_float, check_generator, check_option, check_tensor, fail
+from .._validation import check_bool, check_float, check_generator, check_int, check_option, check_tensor, fail
 from .cvar import _group_weights
 from .groups import _kmeans_plusplus, _lloyd, _sq_dist, voronoi_groups
 
@@ -100,9 +100,18 @@ def released_group_risk(losses, groups, alpha: float, n_groups: int | None = Non
     >>> released_group_risk(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 1, 1]), 0.5)  # (2 + 6) / 2 + 6
     10.0
     """
+    func = "released_group_risk"
+    alpha = check_float(alpha, "alpha", func, low=0.0, high=1.0, low_open=True)
     losses = np.asarray(losses, dtype=np.float64).ravel()
-    groups = np.asarray(groups).ravel().astype(np.int64)
-    n_groups = int(groups.max()) + 1 if n_groups is None else int(n_groups)
+    groups = np.asarray(groups).ravel()
+    if losses.size == 0 or not np.isfinite(losses).all():
+        fail(func, "losses", "a non-empty array of finite numbers", f"<an array of {losses.size} values>")
+    if groups.shape != losses.shape or not np.issubdtype(groups.dtype, np.integer) or groups.min() < 0:
+        fail(func, "groups", f"non-negative integer ids, one per loss ({losses.size})",
+             f"<an array of {groups.size} values of dtype {groups.dtype}>")
+    groups = groups.astype(np.int64)
+    n_groups = int(groups.max()) + 1 if n_groups is None else check_int(n_groups, "n_groups", func,
+                                                                         low=int(groups.max()) + 1)
     rows = [losses[groups == j] for j in range(n_groups)]
     width = max(len(r) for r in rows)
     values = np.array([released_cvar(np.pad(r, (0, width - len(r))), alpha) for r in rows])
@@ -179,7 +188,10 @@ class GroupCVaRTarget:
         classes = [None] if (y_real is None or self.pool_across_classes) else y_real.unique().tolist()
         offset = 0
         for c in classes:
-            rows = torch.arange(f_real.shape[0], device=f_real.device) if c is None else (y_real == c).nonzero().squeeze(1)
+            if c is None:
+                rows = torch.arange(f_real.shape[0], device=f_real.device)
+            else:
+                rows = (y_real == c).nonzero().squeeze(1)
             k = f_syn.shape[0] if c is None else int((y_syn == c).sum())
             if k < 1 or k > rows.numel():
                 fail("GroupCVaRTarget", "x_syn", f"between 1 and {rows.numel()} synthetic points per class for "
@@ -203,11 +215,13 @@ class GroupCVaRTarget:
         return self._assign(f_real, f_syn, y_real, y_syn)
 
     # -- DC / DSA ------------------------------------------------------------------------
-    @staticmethod
-    def _check(net, x_real, y_real, x_syn, y_syn):
+    def _check(self, net, x_real, y_real, x_syn, y_syn):
         func = "GroupCVaRTarget.gradient_loss"
         if not isinstance(net, nn.Module):
             fail(func, "net", "an nn.Module", net, error=TypeError)
+        if self.embed is None and not callable(getattr(net, "embed", None)):
+            fail(func, "net", "a network with an embed(x) method (or pass embed= to GroupCVaRTarget)", net,
+                 error=TypeError)
         x_real = check_tensor(x_real, "x_real", func, floating=True, min_rows=1)
         x_syn = check_tensor(x_syn, "x_syn", func, floating=True, min_rows=1)
         if x_syn.shape[1:] != x_real.shape[1:]:

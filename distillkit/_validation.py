@@ -121,6 +121,9 @@ def check_option(value, param: str, func: str, options: Iterable[str]) -> str:
     return value
 
 
+_FINITE_CHUNK = 1 << 22
+
+
 def check_tensor(
     x,
     param: str,
@@ -146,7 +149,13 @@ def check_tensor(
     if x.dim() > 0 and x.shape[0] < min_rows:
         fail(func, param, f"a tensor with at least {min_rows} rows", x)
     if finite and x.is_floating_point():
-        n_bad = int((~torch.isfinite(x)).sum())
+        # A finite sum proves every element finite (NaN and infinities propagate) without an n-element mask;
+        # only a non-finite sum (a bad value, or an overflow of large finite ones) triggers the exact count,
+        # in chunks of 2**22 elements so its boolean mask stays a few MiB whatever the input's size.
+        flat = x.detach().reshape(-1)
+        n_bad = 0
+        if not bool(torch.isfinite(flat.sum())):
+            n_bad = sum(int(part.numel() - torch.isfinite(part).sum()) for part in flat.split(_FINITE_CHUNK))
         if n_bad:
             fail(func, param, "finite (no NaN or infinite values)", f"<a tensor with {n_bad} NaN or infinite values>")
     return x

@@ -64,6 +64,20 @@ def test_check_xy():
         check_xy(torch.tensor([[float("nan")]]), torch.tensor([0]), "f")
 
 
+def test_check_tensor_finiteness_exact_counts_and_no_false_alarm():
+    # large finite values whose sum overflows are accepted (the fast path only proves finiteness)
+    check_tensor(torch.full((10,), 3e38), "x", "f")
+    check_tensor(torch.full((4,), 60000.0, dtype=torch.float16), "x", "f")
+    # bad values in several chunks are all counted, whatever their sign or kind
+    x = torch.zeros(3 * (1 << 22) + 5)
+    x[0], x[1 << 22], x[-1] = float("nan"), float("inf"), float("-inf")
+    with pytest.raises(ValueError, match="3 NaN or infinite"):
+        check_tensor(x.reshape(-1, 1), "x", "f")
+    with pytest.raises(ValueError, match="2 NaN or infinite"):  # +inf and -inf sum to NaN: still caught
+        check_tensor(torch.tensor([float("inf"), float("-inf"), 1.0]), "x", "f")
+    check_tensor(torch.tensor([float("nan")]), "x", "f", finite=False)
+
+
 def test_generators_are_deterministic_and_cpu():
     a = torch.rand(3, generator=check_generator(5, "f"))
     b = torch.rand(3, generator=check_generator(5, "f"))

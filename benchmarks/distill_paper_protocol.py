@@ -77,7 +77,8 @@ def distill_once(method, dataset, ipc, x, y, cfg, seed):
 
 def evaluation(method, dataset, cfg):
     """(augment, epochs, models per set) of the paper's evaluation of ``method``."""
-    from distillkit.distill.augment import dc_augment, dsa_augment
+    from distillkit.distill.augment import dsa_augment
+    from distillkit.distill.eval_augment import dc_augment
 
     if method == "dc":
         if dataset == "mnist":

@@ -120,7 +120,7 @@ def dm_library(args, data):
     x, y = data
     s = dm(x, y, args.ipc, model_fn=_model_fn(args.width), steps=args.iters, batch_real=args.batch_real,
            dsa_strategy=DIGITS_STRATEGY, generator=0)
-    return s.info["step_times"]
+    return s.info["times"]
 
 
 def dm_loop(args, data, reference_augment=False):
@@ -129,8 +129,8 @@ def dm_loop(args, data, reference_augment=False):
     import torch
 
     from distillkit.distill import ClassSampler, init_synthetic
+    from distillkit.distill._base import _new_net
     from distillkit.distill.augment import DIGITS_STRATEGY, _apply, _sample
-    from distillkit.distill.dc import _new_net
 
     x, y = data
     gen = torch.Generator().manual_seed(0)
@@ -238,7 +238,7 @@ def dc_library(args, data):
     x, y = data
     s = dc(x, y, args.ipc, model_fn=_model_fn(args.width), steps=args.iters, batch_real=args.batch_real,
            init="real", generator=0)
-    return s.info["step_times"]
+    return s.info["times"]
 
 
 def dc_loop(args, data):
@@ -248,7 +248,7 @@ def dc_loop(args, data):
     from torch.utils.data import DataLoader, TensorDataset
 
     from distillkit.distill import ClassSampler, default_loops, gradient_matching_distance, init_synthetic
-    from distillkit.distill.dc import _new_net
+    from distillkit.distill._base import _new_net
 
     x, y = data
     gen = torch.Generator().manual_seed(0)

@@ -101,7 +101,8 @@ class PeakRSS:
 
 
 def worker(args) -> dict:
-    from distillkit.distill.mtt import mtt, train_expert_trajectories
+    from distillkit.distill.experts import train_expert_trajectories
+    from distillkit.distill.mtt import mtt
     from distillkit.models import ConvNet
 
     torch.set_num_threads(args.threads)
@@ -157,7 +158,7 @@ def worker(args) -> dict:
 
 def check_agreement(args) -> float:
     """Largest relative difference between the straightforward and distillkit loss and gradients."""
-    from distillkit.distill.dd import unroll_sgd
+    from distillkit.distill.unroll import unroll_sgd
     from distillkit.distill.losses import trajectory_matching_loss
     from distillkit.models import ConvNet
 

@@ -1,4 +1,4 @@
-"""Decision-boundary coresets (distillkit.coresets.boundary): DeepFool against the closed-form
+"""Decision-boundary coresets (distillkit.coresets.deepfool, .cal): DeepFool against the closed-form
 distance of linear classifiers and a brute-force boundary of a 2-D MLP; CAL's chunked kNN
 against brute force and its divergence against scipy's relative entropy."""
 
@@ -9,7 +9,8 @@ from scipy.special import rel_entr
 from torch import nn
 
 from distillkit.coresets import METHODS, class_budgets, select
-from distillkit.coresets.boundary import cal, cal_scores, deepfool, deepfool_perturbation, deepfool_scores, knn
+from distillkit.coresets.cal import cal, cal_scores, knn
+from distillkit.coresets.deepfool import deepfool, deepfool_perturbation, deepfool_scores
 from distillkit.data import make_moons
 from distillkit.models import MLP
 from distillkit.train import train_model

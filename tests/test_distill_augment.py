@@ -10,11 +10,11 @@ from distillkit.distill.augment import (
     FAMILIES,
     AugParams,
     apply_aug,
-    dc_augment,
     dsa_augment,
     sample_aug_params,
     siamese_augment,
 )
+from distillkit.distill.eval_augment import dc_augment
 
 
 def _images(n=5, c=1, size=12, seed=0, dtype=torch.float32):

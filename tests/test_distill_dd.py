@@ -8,7 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillkit.distill import METHODS, distill
-from distillkit.distill.dd import _flat_params, _meta_loss, dd, dd_train, step_batches, unroll_sgd
+from distillkit.distill.dd import _meta_loss, dd, dd_train, step_batches
+from distillkit.distill.unroll import _flat_params, unroll_sgd
 from distillkit.types import SyntheticSet
 
 

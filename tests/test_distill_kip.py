@@ -8,7 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillkit.distill import METHODS, distill
-from distillkit.distill.kip import empirical_ntk, kip, make_kernel, median_bandwidth, ntk_features
+from distillkit.distill.kernels import empirical_ntk, make_kernel, median_bandwidth, ntk_features
+from distillkit.distill.kip import kip
 from distillkit.distill.losses import gaussian_kernel, kernel_ridge
 from distillkit.models import MLP
 

@@ -10,13 +10,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from distillkit.distill import METHODS, distill
-from distillkit.distill.mtt import (
+from distillkit.distill.experts import (
     ExpertBuffer,
     expert_buffer_size,
     load_expert_trajectories,
-    mtt,
     train_expert_trajectories,
 )
+from distillkit.distill.mtt import mtt
 from distillkit.models import MLP
 
 

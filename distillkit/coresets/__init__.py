@@ -25,7 +25,8 @@ from ._base import (
     select,
     select_by_score,
 )
-from .boundary import cal, cal_scores, deepfool, deepfool_perturbation, deepfool_scores, knn
+from .cal import cal, cal_scores, knn
+from .deepfool import deepfool, deepfool_perturbation, deepfool_scores
 from .geometric import herding, k_center_greedy
 from .gradient import (
     cluster_sizes,
@@ -48,17 +49,9 @@ from .loss import (
     sensitivity,
     sensitivity_scores,
 )
+from .proxy import predict_proba, train_proxy
 from .random import random_selection
-from .uncertainty import (
-    entropy,
-    entropy_scores,
-    least_confidence,
-    least_confidence_scores,
-    margin,
-    margin_scores,
-    predict_proba,
-    train_proxy,
-)
+from .uncertainty import entropy, entropy_scores, least_confidence, least_confidence_scores, margin, margin_scores
 
 __all__ = [
     "METHODS", "ForgettingRecorder", "cal", "cal_scores", "class_budgets", "cluster_sizes", "craig",

@@ -13,24 +13,20 @@ All three grow with uncertainty, and the examples with the **highest** scores ar
 balanced (per-class) and global mode alike. The probabilities come from ``probs=`` when given,
 else from ``model`` (softmax of its logits, in batches on the data's device), else from a
 proxy: an MLP with one hidden layer of 128 units trained on the data for ``proxy_epochs``
-epochs, seeded by ``generator`` (the proxy idea of the paper; DeepCore also trains one).
+epochs, seeded by ``generator`` (the proxy idea of the paper, :mod:`distillkit.coresets.proxy`;
+DeepCore also trains one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from .._validation import check_generator, check_int, check_tensor, check_xy, fail
-from ..models import MLP
-from ..train import train_model
+from .._validation import check_generator, check_int, fail
 from ._base import check_common, make_selection, register, resolve_features, select_by_score
+from .proxy import _check_probs, predict_proba, train_proxy
 
 __all__ = [
-    "predict_proba",
-    "train_proxy",
     "least_confidence_scores",
     "entropy_scores",
     "margin_scores",
@@ -38,19 +34,6 @@ __all__ = [
     "entropy",
     "margin",
 ]
-
-
-def _check_probs(probs, func: str, param: str = "probs", *, ndim=2) -> torch.Tensor:
-    probs = check_tensor(probs, param, func, ndim=ndim, floating=True)
-    if probs.shape[-1] < 2 or probs.shape[-2] < 1:
-        fail(func, param, "a tensor of shape (n, n_classes) with n >= 1 and n_classes >= 2", probs)
-    if bool((probs < 0).any()):
-        fail(func, param, "non-negative probabilities", f"<a minimum of {float(probs.min()):.3g}>")
-    tol = max(1e-4, 4 * probs.shape[-1] * torch.finfo(probs.dtype).eps)
-    worst = float((probs.sum(-1) - 1).abs().max())
-    if worst > tol:
-        fail(func, param, f"rows that sum to 1 (within {tol:g})", f"<a row whose sum is off by {worst:.3g}>")
-    return probs
 
 
 def least_confidence_scores(probs: torch.Tensor) -> torch.Tensor:
@@ -129,92 +112,6 @@ def margin_scores(probs: torch.Tensor) -> torch.Tensor:
     probs = _check_probs(probs, "margin_scores")
     top2 = probs.topk(2, dim=1).values  # (n, 2)
     return 1.0 - (top2[:, 0] - top2[:, 1])
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Softmax of ``model(x)``, shape (n, n_classes), in batches on ``x.device``, in eval mode.
-
-    The model's train/eval mode is restored afterwards.
-
-    Examples
-    --------
-    >>> lin = nn.Linear(2, 3); _ = lin.weight.data.zero_(); _ = lin.bias.data.zero_()
-    >>> predict_proba(lin, torch.zeros(1, 2))
-    tensor([[0.3333, 0.3333, 0.3333]])
-    """
-    func = "predict_proba"
-    if not isinstance(model, nn.Module):
-        fail(func, "model", "an nn.Module", model, error=TypeError)
-    x = check_tensor(x, "x", func, floating=True, min_rows=1)
-    batch_size = check_int(batch_size, "batch_size", func, low=1)
-    was_training = model.training
-    model.eval()
-    try:
-        out = [torch.softmax(model(x[s:s + batch_size]), dim=1) for s in range(0, x.shape[0], batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
-
-
-def train_proxy(x: torch.Tensor, y: torch.Tensor, *, model_fn: Callable[..., nn.Module] | None = None,
-                epochs: int = 30, callback=None, generator=None, progress: bool = False,
-                **train_options) -> nn.Module:
-    """Train a small proxy classifier on ``(x, y)``: the model score-based methods use by default.
-
-    The network is ``model_fn(generator=seed)`` when given, else an MLP with one hidden layer
-    of 128 units; it is moved to the device and dtype of ``x`` and trained with
-    :func:`~distillkit.train.train_model` for ``epochs`` epochs (``epochs=0`` returns it
-    untrained, at initialisation). Both seeds come from ``generator``.
-
-    Parameters
-    ----------
-    x : Tensor of shape (n, ...)
-    y : Tensor of shape (n,), int64
-    model_fn : callable, optional
-        ``model_fn(generator=seed)`` returns a fresh network.
-    epochs : int
-        Training epochs (0 or more).
-    callback : callable ``(epoch, model)``, optional
-        Passed to ``train_model`` (for example a :class:`~distillkit.coresets.ForgettingRecorder`).
-    generator : torch.Generator, int or None
-    progress : bool
-    **train_options :
-        Passed to ``train_model`` (lr, batch_size, weight_decay, ...).
-
-    Returns
-    -------
-    nn.Module
-        The trained proxy, in eval mode.
-
-    References
-    ----------
-    Coleman et al., "Selection via Proxy: Efficient Data Selection for Deep Learning", ICLR 2020.
-
-    Examples
-    --------
-    >>> x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0)); y = (x[:, 0] > 0).long()
-    >>> train_proxy(x, y, epochs=2, generator=0)(x).shape
-    torch.Size([20, 2])
-    """
-    func = "train_proxy"
-    x, y = check_xy(x, y, func)
-    epochs = check_int(epochs, "epochs", func, low=0)
-    if model_fn is not None and not callable(model_fn):
-        fail(func, "model_fn", "a callable model_fn(generator=seed) or None", model_fn, error=TypeError)
-    gen = check_generator(generator, func)
-    init_seed, train_seed = torch.randint(0, 2**62, (2,), generator=gen).tolist()
-    if model_fn is None:
-        model = MLP(x[0].numel(), int(y.max()) + 1, hidden=(128,), generator=init_seed)
-    else:
-        model = model_fn(generator=init_seed)
-        if not isinstance(model, nn.Module):
-            fail(func, "model_fn", "a callable returning an nn.Module", model, error=TypeError)
-    model = model.to(device=x.device, dtype=x.dtype)
-    if epochs == 0:
-        return model.eval()
-    return train_model(model, x, y.to(x.device), epochs=epochs, callback=callback, generator=train_seed,
-                       progress=progress, **train_options)
 
 
 def _probabilities(x, y, features, model, probs, proxy_epochs, generator, func):

@@ -1,4 +1,4 @@
-"""Differentiable Siamese Augmentation (DSA) and DC's evaluation augmentation.
+"""Differentiable Siamese Augmentation (DSA).
 
 DSA (Zhao & Bilen, ICML 2021) augments the real and the synthetic batch with *the same*
 random transformation before their gradients (or embeddings) are matched, and every
@@ -26,6 +26,7 @@ rotate    angle ``~ U(-15, 15)`` degrees (affine grid, bilinear)
 A draw with one row applies to every sample (Siamese use); a draw with one row per sample
 gives each sample its own transformation (:func:`dsa_augment`, for training on a synthetic
 set). All random numbers come from a CPU ``generator``; the arithmetic runs on ``x.device``.
+DC's (non-differentiable) evaluation augmentation is :func:`~distillkit.distill.eval_augment.dc_augment`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_generator, check_tensor, fail
+from .eval_augment import dc_augment  # noqa: F401  (importable from here, as before)
 
 __all__ = [
     "AugParams",
@@ -47,7 +49,6 @@ __all__ = [
     "apply_aug",
     "siamese_augment",
     "dsa_augment",
-    "dc_augment",
 ]
 
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
@@ -270,53 +271,3 @@ def dsa_augment(x: torch.Tensor, generator=None, strategy: str = DEFAULT_STRATEG
     x = check_tensor(x, "x", func, ndim=4, floating=True, finite=False)
     params = _sample(_parse_strategy(strategy, func), x.shape[0], check_generator(generator, func))
     return _apply(x, params)
-
-
-def dc_augment(x: torch.Tensor, generator=None) -> torch.Tensor:
-    """DC's evaluation augmentation for MNIST (``crop_scale_rotate``), vectorised: each image
-    gets one of a translation by up to 4 pixels, a zoom by a factor in [0.8, 1.2], or a
-    rotation by an integer angle in [-45, 45) degrees, with the image mean as fill.
-
-    This is our reconstruction of the reference's per-image scipy loop (bilinear instead of
-    spline interpolation); it is not differentiable by design nor by need.
-
-    Parameters
-    ----------
-    x : Tensor of shape (b, c, h, w)
-    generator : torch.Generator, int or None
-
-    Returns
-    -------
-    Tensor of shape (b, c, h, w)
-
-    References
-    ----------
-    B. Zhao, K. R. Mopuri, H. Bilen, "Dataset Condensation with Gradient Matching", ICLR 2021.
-
-    Examples
-    --------
-    >>> dc_augment(torch.rand(3, 1, 28, 28), 0).shape
-    torch.Size([3, 1, 28, 28])
-    """
-    func = "dc_augment"
-    x = check_tensor(x, "x", func, ndim=4, floating=True, finite=False)
-    gen = check_generator(generator, func)
-    b, _, h, w = x.shape
-    choice = torch.randint(3, (b,), generator=gen)  # 0 crop, 1 scale, 2 rotate
-    shift = (torch.randint(8, (b, 2), generator=gen) - 4).to(x.dtype)  # pixels in [-4, 3]
-    zoom = 1.0 + (torch.rand(b, 2, generator=gen) * 0.4 - 0.2)
-    angle = torch.randint(-45, 45, (b,), generator=gen).to(torch.float64) * math.pi / 180.0
-    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    crop = choice == 0
-    theta[crop, 0, 2] = 2.0 * shift[crop, 1].double() / w  # x (column) shift in normalised units
-    theta[crop, 1, 2] = 2.0 * shift[crop, 0].double() / h
-    scale = choice == 1
-    theta[scale, 0, 0], theta[scale, 1, 1] = 1.0 / zoom[scale, 1].double(), 1.0 / zoom[scale, 0].double()
-    rot = choice == 2
-    c, s = torch.cos(angle[rot]), torch.sin(angle[rot])
-    theta[rot, 0, 0], theta[rot, 0, 1], theta[rot, 1, 0], theta[rot, 1, 1] = c, -s, s, c
-    theta = theta.to(x.device, x.dtype)
-    mean = x.mean(dim=(0, 2, 3), keepdim=True)  # per-channel fill value
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x - mean, grid, align_corners=False) + mean

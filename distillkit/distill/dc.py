@@ -18,11 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_bool, check_float, check_generator, check_int, check_option, fail
+from .._validation import check_bool, check_float, check_int, check_option, fail
 from ..types import SyntheticSet
-from ._base import ClassSampler, check_ipc, init_synthetic, register
-from .augment import DEFAULT_STRATEGY, _apply, _parse_strategy, _sample
-from .losses import _METRICS, _gradient_matching_distance
+from ._base import (
+    ClassSampler,
+    _check_common,
+    _check_model,
+    _default_model_fn,
+    _new_net,
+    _result,
+    _snapshot,
+    init_synthetic,
+    register,
+)
+from .augment import DEFAULT_STRATEGY, _apply, _sample
+from .losses import _METRICS, _batched_gradient_matching_distance, _gradient_matching_distance
 
 __all__ = ["dc", "dsa", "default_loops"]
 
@@ -51,74 +61,6 @@ def default_loops(ipc: int) -> tuple[int, int]:
     if ipc < 50:
         return ipc, round(500 / ipc)
     return 50, 10
-
-
-# ---------------------------------------------------------------- shared with dm.py
-def _check_common(x, y, ipc, func, *, model_fn, steps, lr_img, batch_real, init, dsa, dsa_strategy,
-                  robust, robust_method, callback, callback_every, progress, generator):
-    """Validate the options DC, DSA and DM share; returns the validated values."""
-    x, y, ipc, classes = check_ipc(x, y, ipc, func)
-    steps = check_int(steps, "steps", func, low=1)
-    lr_img = check_float(lr_img, "lr_img", func, low=0.0, low_open=True)
-    batch_real = check_int(batch_real, "batch_real", func, low=1)
-    init = check_option(init, "init", func, ("real", "noise"))
-    dsa = check_bool(dsa, "dsa", func)
-    parts = _parse_strategy(dsa_strategy, func, "dsa_strategy") if dsa else None
-    if dsa and x.dim() != 4:
-        fail(func, "dsa", "False for vector data (DSA augments images)", dsa)
-    if model_fn is not None and not callable(model_fn):
-        fail(func, "model_fn", "a callable model_fn(generator=seed) -> nn.Module, or None", model_fn, error=TypeError)
-    if robust is not None and not callable(getattr(robust, robust_method, None)):
-        fail(func, "robust", f"None or an object with a {robust_method}(...) method", robust, error=TypeError)
-    if callback is not None and not callable(callback):
-        fail(func, "callback", "a callable callback(step, x_syn, info) or None", callback, error=TypeError)
-    every = max(1, steps // 10) if callback_every is None else check_int(callback_every, "callback_every", func, low=1)
-    check_bool(progress, "progress", func)
-    gen = check_generator(generator, func)
-    return x, y, ipc, classes, steps, lr_img, batch_real, init, dsa, parts, every, gen
-
-
-def _default_model_fn(x: torch.Tensor, n_classes: int, width: int = 128):
-    from ..models import MLP, ConvNet
-
-    if x.dim() == 4:
-        return lambda generator=None: ConvNet(x.shape[1], n_classes, im_size=x.shape[-1], width=width,
-                                              generator=generator)
-    return lambda generator=None: MLP(x.shape[1], n_classes, generator=generator)
-
-
-def _new_net(model_fn, gen: torch.Generator, x: torch.Tensor) -> nn.Module:
-    seed = int(torch.randint(2**62, (1,), generator=gen))
-    return model_fn(generator=seed).to(device=x.device, dtype=x.dtype)
-
-
-def _check_model(model_fn, x: torch.Tensor, n_classes: int, func: str, *, need_embed: bool = False) -> None:
-    """One forward pass on one example: the model must accept x and output n_classes logits."""
-    net = model_fn(generator=0)
-    if not isinstance(net, nn.Module) or (need_embed and not callable(getattr(net, "embed", None))):
-        what = "nn.Module networks with an embed(x) method" if need_embed else "nn.Module networks"
-        fail(func, "model_fn", f"a factory of {what}", net, error=TypeError)
-    try:
-        net = net.to(device=x.device, dtype=x.dtype).eval()
-        with torch.no_grad():
-            out = net(x[:1])
-    except Exception as exc:  # the model's own message says what did not fit
-        fail(func, "x", "inputs the model from model_fn accepts", f"<inputs of shape {tuple(x.shape)} ({exc})>")
-    if out.dim() != 2 or out.shape[1] < n_classes:
-        fail(func, "model_fn", f"a network with at least {n_classes} outputs (one per class)",
-             f"<outputs of shape {tuple(out.shape)}>")
-
-
-def _snapshot(history, step, x_syn, callback, info):
-    history.append((step, x_syn.detach().cpu().clone()))
-    if callback is not None:
-        callback(step, x_syn.detach(), info)
-
-
-def _result(x_syn, y_syn, history, method, losses, times, hyper):
-    info = {"losses": losses, "time_per_step": sum(times) / len(times), "step_times": times,
-            "hyperparameters": hyper}
-    return SyntheticSet(x=x_syn.detach(), y=y_syn, history=history, method=method, info=info)
 
 
 # ---------------------------------------------------------------- DC / DSA
@@ -177,8 +119,8 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
     Returns
     -------
     SyntheticSet
-        ``history`` holds ``(step, x_syn)`` snapshots; ``info`` the losses, the mean time per
-        step and the hyperparameters.
+        ``history`` holds ``(step, x_syn)`` snapshots; ``info`` the ``losses``, the ``times``
+        of the steps, their mean ``time_per_step`` and the ``hyperparameters``.
 
     References
     ----------
@@ -353,28 +295,12 @@ def _match_vmap(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, pa
     per_class_grad = vmap(grad(class_loss), in_dims=(None, 0, 0, 0))
     g_real = per_class_grad(weights, xr, yr, wr)
     g_syn = per_class_grad(weights, xs, ys, torch.ones(ys.shape, dtype=x.dtype, device=x.device))
-    loss = _batched_distance([g_syn[n] for n in names], [g_real[n].detach() for n in names], metric)
+    loss = _batched_gradient_matching_distance([g_syn[n] for n in names], [g_real[n].detach() for n in names],
+                                                metric)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return float(loss.detach())
-
-
-def _batched_distance(g_syn, g_real, metric):
-    """Sum over classes of the gradient distance; every tensor has a leading class dimension."""
-    if metric == "dc":
-        total = g_syn[0].new_zeros(())
-        for s, r in zip(g_syn, g_real):
-            if s.dim() < 3:  # per-class biases and norm parameters are ignored
-                continue
-            s2, r2 = s.reshape(s.shape[0] * s.shape[1], -1), r.reshape(r.shape[0] * r.shape[1], -1)
-            total = total + (1.0 - (s2 * r2).sum(1) / (s2.norm(dim=1) * r2.norm(dim=1) + 1e-6)).sum()
-        return total
-    s = torch.cat([t.reshape(t.shape[0], -1) for t in g_syn], 1)  # (C, n_params)
-    r = torch.cat([t.reshape(t.shape[0], -1) for t in g_real], 1)
-    if metric == "cos":
-        return (1.0 - (s * r).sum(1) / (s.norm(dim=1) * r.norm(dim=1) + 1e-6)).sum()
-    return ((s - r) ** 2).sum()
 
 
 def _train_inner(net, net_opt, x_syn, y_syn, epochs, batch_train, parts, gen):

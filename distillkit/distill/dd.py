@@ -19,7 +19,8 @@ network (``fixed_init=True``, the reference's ``known_init``), images initialise
 Our reconstruction: the reference stores ``distilled_images_per_class_per_step`` images per
 step; here ``ipc`` is the total per class and the images of each class are split into
 ``inner_steps`` step-batches (see :func:`step_batches`). The reference back-propagates with
-hand-written Hessian-vector products; here autograd does it, and ``checkpoint=True``
+hand-written Hessian-vector products; here autograd does it (the unrolled run is
+:func:`~distillkit.distill.unroll.unroll_sgd`, shared with MTT), and ``checkpoint=True``
 re-computes each inner step during the backward pass (``torch.utils.checkpoint``) so memory
 holds one step's activations instead of all of them.
 """
@@ -27,130 +28,28 @@ holds one step's activations instead of all of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .._validation import check_bool, check_float, check_generator, check_int, check_option, fail
 from ..types import SyntheticSet
-from ._base import check_ipc, init_synthetic, register
+from ._base import (
+    _build_model,
+    _check_callback,
+    _default_model_fn,
+    _new_net,
+    _seed,
+    _snapshot,
+    check_ipc,
+    init_synthetic,
+    register,
+)
+from .unroll import _flat_params, _unflatten, unroll_sgd
 
-__all__ = ["dd", "unroll_sgd", "step_batches", "dd_train"]
-
-
-# ---------------------------------------------------------------- functional helpers
-def _seed(gen: torch.Generator) -> int:
-    """A fresh int seed drawn from ``gen`` (for ``model_fn(generator=seed)``)."""
-    return int(torch.randint(0, 2**62, (1,), generator=gen))
-
-
-def _default_model_fn(x: torch.Tensor, n_classes: int):
-    """ConvNet-3 (width 128) for images, a two-hidden-layer MLP for vectors."""
-    from ..models import MLP, ConvNet
-
-    if x.dim() == 4:
-        return lambda generator=None: ConvNet(x.shape[1], n_classes, im_size=x.shape[-1], generator=generator)
-    return lambda generator=None: MLP(x.shape[1], n_classes, generator=generator)
-
-
-def _build_model(model_fn, x: torch.Tensor, n_classes: int, seed: int, func: str) -> nn.Module:
-    """``model_fn(generator=seed)`` on x's device and dtype, checked once on two inputs."""
-    if not callable(model_fn):
-        fail(func, "model_fn", "a callable model_fn(generator=...) returning an nn.Module", model_fn, error=TypeError)
-    model = model_fn(generator=seed)
-    if not isinstance(model, nn.Module):
-        fail(func, "model_fn", "a callable returning an nn.Module", model, error=TypeError)
-    model = model.to(device=x.device, dtype=x.dtype)
-    try:
-        with torch.no_grad():
-            out = model(x[:2])
-    except (RuntimeError, ValueError) as exc:
-        fail(func, "x", "inputs the network built by model_fn accepts", f"<a tensor of shape {tuple(x.shape)} ({exc})>")
-    if out.dim() != 2 or out.shape[1] < n_classes:
-        fail(func, "model_fn", f"a network returning logits of shape (n, {n_classes})",
-             f"<a network returning shape {tuple(out.shape)}>")
-    return model
-
-
-def _flat_params(model: nn.Module) -> torch.Tensor:
-    """All parameters of ``model`` as one detached vector, in ``named_parameters`` order."""
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-
-def _unflatten(model: nn.Module, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Views of the flat vector ``theta`` (P,) shaped like ``model``'s parameters, plus buffers."""
-    out = dict(model.named_buffers())
-    named = list(model.named_parameters())
-    for (name, p), part in zip(named, theta.split([p.numel() for _, p in named])):  # one split: one cat backward
-        out[name] = part.view_as(p)
-    return out
-
-
-def _sgd_step(model: nn.Module, theta: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, lr: torch.Tensor):
-    """One differentiable step theta - lr * grad CE (the graph of the gradient is kept)."""
-    loss = F.cross_entropy(functional_call(model, _unflatten(model, theta), (xb,)), yb)
-    (grad,) = torch.autograd.grad(loss, theta, create_graph=True)
-    return theta - lr * grad
-
-
-def unroll_sgd(model: nn.Module, theta: torch.Tensor, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-               lrs: torch.Tensor, *, checkpoint: bool = False) -> torch.Tensor:
-    r"""Differentiable plain SGD on cross-entropy: :math:`\theta_{k+1} = \theta_k - \eta_k
-    \nabla_\theta \mathrm{CE}(f(x_k; \theta_k), y_k)` for ``k = 0 .. T-1``.
-
-    The result carries the autograd graph of every step, so it can be differentiated with
-    respect to the batches' inputs, the step sizes and ``theta``. The network is evaluated
-    functionally (:func:`torch.func.functional_call`); ``model``'s own parameters only
-    give the shapes.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The architecture.
-    theta : Tensor of shape (P,)
-        Starting parameters, flattened in ``model.named_parameters()`` order.
-    batches : sequence of T pairs (x_k, y_k)
-        Inputs ``(b_k, ...)`` and int64 labels ``(b_k,)`` of each step.
-    lrs : Tensor of shape (T,)
-        Step sizes.
-    checkpoint : bool
-        Re-compute each step during the backward pass (``torch.utils.checkpoint``): memory
-        for one step's activations instead of T, at the price of a second forward pass.
-
-    Returns
-    -------
-    Tensor of shape (P,)
-        :math:`\theta_T`.
-
-    References
-    ----------
-    T. Wang, J.-Y. Zhu, A. Torralba, A. A. Efros, "Dataset Distillation", arXiv:1811.10959, 2018.
-
-    Examples
-    --------
-    >>> net = torch.nn.Linear(3, 2)
-    >>> theta = torch.zeros(8)
-    >>> batch = (torch.ones(4, 3), torch.zeros(4, dtype=torch.int64))
-    >>> unroll_sgd(net, theta, [batch], torch.tensor([1.0])).tolist()
-    [0.5, 0.5, 0.5, -0.5, -0.5, -0.5, 0.5, -0.5]
-    """
-    if len(batches) != lrs.numel():
-        fail("unroll_sgd", "lrs", f"a tensor with one step size per batch ({len(batches)})", lrs)
-    n_params = sum(p.numel() for p in model.parameters())
-    if theta.dim() != 1 or theta.numel() != n_params:
-        fail("unroll_sgd", "theta", f"a flat tensor of the model's {n_params} parameters", theta)
-    if not theta.requires_grad:  # the steps differentiate the loss with respect to theta
-        theta = theta.detach().requires_grad_(True)
-    for (xb, yb), lr in zip(batches, lrs.reshape(-1)):
-        if checkpoint:
-            theta = _checkpoint(_sgd_step, model, theta, xb, yb, lr, use_reentrant=False)
-        else:
-            theta = _sgd_step(model, theta, xb, yb, lr)
-    return theta
+__all__ = ["dd", "step_batches", "dd_train"]
 
 
 def step_batches(ipc: int, inner_steps: int) -> list[torch.Tensor]:
@@ -273,10 +172,7 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
     init = check_option(init, "init", func, ("noise", "real"))
     progress = check_bool(progress, "progress", func)
     gen = check_generator(generator, func)
-    callback_every = max(1, steps // 10) if callback_every is None else callback_every
-    callback_every = check_int(callback_every, "callback_every", func, low=1)
-    if callback is not None and not callable(callback):
-        fail(func, "callback", "a callable (step, x_syn, info) or None", callback, error=TypeError)
+    callback_every = _check_callback(callback, callback_every, steps, func)
     n_classes = int(max(classes)) + 1
     model_fn = _default_model_fn(x, n_classes) if model_fn is None else model_fn
     init_seed = _seed(gen)
@@ -291,9 +187,8 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
     hyper = dict(steps=steps, inner_steps=inner_steps, inner_epochs=inner_epochs, lr_init=lr_init, lr_meta=lr_meta,
                  batch_real=batch_real, fixed_init=fixed_init, checkpoint=checkpoint, init=init)
     info = {"losses": [], "times": [], "skipped": [], "hyperparameters": hyper, "init_seed": init_seed}
-    history = [(0, x_syn.detach().cpu().clone())]
-    if callback is not None:
-        callback(0, x_syn.detach(), info)
+    history = []
+    _snapshot(history, 0, x_syn, callback, info)
     theta_fixed = _flat_params(model)
 
     from tqdm.auto import trange
@@ -303,7 +198,7 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
         if fixed_init:
             theta0 = theta_fixed
         else:
-            model = model_fn(generator=_seed(gen)).to(device=x.device, dtype=x.dtype)
+            model = _new_net(model_fn, gen, x)
             theta0 = _flat_params(model)
         real = torch.randperm(x.shape[0], generator=gen)[:batch_real].to(x.device)
         loss = _meta_loss(model, theta0, x_syn, y_syn, raw_lr, x[real], y[real], ipc, inner_steps, inner_epochs,
@@ -317,11 +212,9 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
         info["losses"].append(float(loss.detach()))
         info["times"].append(time.perf_counter() - tic)
         if step % callback_every == 0 or step == steps:
-            history.append((step, x_syn.detach().cpu().clone()))
-            if callback is not None:
-                callback(step, x_syn.detach(), info)
+            _snapshot(history, step, x_syn, callback, info)
     lrs = F.softplus(raw_lr.detach())
-    info["lrs"] = lrs.tolist()
+    info.update(lrs=lrs.tolist(), time_per_step=sum(info["times"]) / len(info["times"]))
     return SyntheticSet(x_syn.detach(), y_syn, lr=float(lrs.mean()), history=history, method="dd", info=info)
 
 

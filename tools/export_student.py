@@ -1,13 +1,21 @@
 """Export student notebooks: every chapter with its exercise solutions removed, and only them.
 
-A solution is everything from a markdown cell that opens with ``{solution-start} LABEL`` to
-the markdown cell holding ``{solution-end}`` (both included), which is how the chapters
-write them (see CONTRIBUTING.md). Each removed solution is replaced by one code cell::
+A solution is everything from a markdown ``{solution-start} LABEL`` fence to the
+``{solution-end}`` fence (both included), which is how the chapters write them (see
+CONTRIBUTING.md). Each removed solution is replaced by a placeholder that depends on the kind
+the exercise names (``*(coding)*``, ``*(experimental)*``, ``*(conceptual)*``, ...):
 
-    # Exercise LABEL: your code here
-    ...
+* coding: a code cell ``# Exercise LABEL: your code here`` followed by the stub and the check
+  call stored in the ``"distillkit"`` metadata of the solution's code cell, e.g.
+  ``{"stub": "def f(x):\\n    raise NotImplementedError  # your code here\\n",
+  "check": "from distillkit.exercises import check_f\\n\\ncheck_f(f)\\n"}``; the check prints
+  "Not done yet" until the student has written the function;
+* experimental: a code cell ``# Exercise LABEL: your experiment here``;
+* conceptual (and derivation): a markdown cell ``Exercise LABEL: write your answer here``.
 
-and every other cell is kept as it is, outputs cleared so the notebook starts fresh.
+Every other cell is kept as it is (code cells with their outputs cleared, so the notebook
+starts fresh), and a code cell tagged ``solution`` outside a solution is an error, so that a
+misplaced fence can never leak a solution.
 Usage: ``python tools/export_student.py [--out student] [chapters/...ipynb ...]``.
 """
 
@@ -21,13 +29,20 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-START = re.compile(r"^```\{solution-start\}\s+(\S+)", re.M)
-END = re.compile(r"^```\{solution-end\}", re.M)
+FENCE = r"(?:`{3,}|:{3,})"
+SOLUTION = re.compile(rf"^{FENCE}\{{solution-start\}}\s+(\S+)[^\n]*\n(?::[^\n]*\n)*{FENCE}[^\n]*$"
+                      rf"|^{FENCE}\{{solution-end\}}[^\n]*\n{FENCE}[^\n]*$", re.MULTILINE)
+EXERCISE = re.compile(rf"^{FENCE}\{{exercise\}}[^\n]*\n((?::[^\n]*\n)*)\s*(?:\*\((\w+)\)\*)?", re.MULTILINE)
+KEY = "distillkit"  # cell metadata: {"stub": ..., "check": ...} on a solution's code cell
 
 
 def _source(cell) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
 
 
 def split_markdown(cell):
@@ -36,8 +51,7 @@ def split_markdown(cell):
     text = _source(cell)
     pieces = []
     pos = 0
-    pattern = re.compile(r"^```\{solution-start\}\s+(\S+)[^\n]*\n(?::[^\n]*\n)*```[^\n]*$|^```\{solution-end\}[^\n]*\n```[^\n]*$", re.M)
-    for match in pattern.finditer(text):
+    for match in SOLUTION.finditer(text):
         if match.start() > pos:
             pieces.append(("text", text[pos:match.start()]))
         pieces.append(("start", match.group(1)) if match.group(1) else ("end", None))
@@ -47,39 +61,86 @@ def split_markdown(cell):
     return pieces
 
 
+def exercise_kinds(nb: dict) -> dict[str, str]:
+    """``{label: kind}`` for every ``{exercise}`` of the notebook; the kind is the word in the
+    ``*(kind)*`` that opens the exercise's text ("" when there is none)."""
+    kinds = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for match in EXERCISE.finditer(_source(cell)):
+            label = re.search(r"^:label:\s*(\S+)", match.group(1), re.MULTILINE)
+            if label:
+                kinds[label.group(1)] = (match.group(2) or "").lower()
+    return kinds
+
+
+class _Ids:
+    """Unique cell ids (nbformat 4.5): kept where possible, derived otherwise."""
+
+    def __init__(self):
+        self.used = set()
+
+    def __call__(self, wanted: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_-]", "-", wanted)[:60] or "cell"
+        new, n = base, 1
+        while new in self.used:
+            n += 1
+            new = f"{base}-{n}"
+        self.used.add(new)
+        return new
+
+
 def student_version(nb: dict) -> tuple[dict, int]:
+    """The student notebook of ``nb`` and the number of solutions removed."""
+    kinds = exercise_kinds(nb)
+    ids, has_ids = _Ids(), any("id" in c for c in nb["cells"])
     out = copy.deepcopy(nb)
     cells = []
-    inside = None
-    had_code = False
+    inside, code_cells = None, []
+
+    def keep(cell):
+        cell = copy.deepcopy(cell)
+        if has_ids:
+            cell["id"] = ids(cell.get("id") or "cell")
+        if cell["cell_type"] == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        cells.append(cell)
+
     removed = 0
     for cell in nb["cells"]:
         if cell["cell_type"] != "markdown":
-            if inside is None:
-                cells.append(_fresh(cell))
+            if inside is not None:
+                code_cells.append(cell)
+            elif "solution" in cell.get("metadata", {}).get("tags", []):
+                raise ValueError(f"a code cell tagged 'solution' is outside any solution fence: {_source(cell)[:60]!r}")
             else:
-                had_code = had_code or cell["cell_type"] == "code"
+                keep(cell)
             continue
-        keep_text = []
-        for kind, value in split_markdown(cell):
+        pieces = split_markdown(cell)
+        if len(pieces) == 1 and pieces[0][0] == "text" and inside is None:
+            keep(cell)  # no fence: the cell stays exactly as it is
+            continue
+        text = []
+        for kind, value in pieces:
             if kind == "start":
                 if inside is not None:
                     raise ValueError(f"nested solution {value} inside {inside}")
-                inside, had_code = value, False
+                _flush(cell, text, keep)
+                inside, code_cells = value, []
             elif kind == "end":
                 if inside is None:
                     raise ValueError("solution-end without solution-start")
-                if keep_text and "".join(keep_text).strip():
-                    cells.append({"cell_type": "markdown", "metadata": {}, "source": "".join(keep_text)})
-                keep_text = []
-                cells.append(_placeholder(inside, had_code))
+                for placeholder in _placeholders(inside, kinds.get(inside, ""), code_cells):
+                    if has_ids:
+                        placeholder["id"] = ids(f"student-{inside}")
+                    cells.append(placeholder)
                 removed += 1
                 inside = None
             elif inside is None:
-                keep_text.append(value)
-        if keep_text and "".join(keep_text).strip():
-            cells.append({"cell_type": "markdown", "metadata": copy.deepcopy(cell.get("metadata", {})),
-                          "source": "".join(keep_text).strip("\n") + "\n"})
+                text.append(value)
+        _flush(cell, text, keep)
     if inside is not None:
         raise ValueError(f"solution {inside} is never closed")
     out["cells"] = cells
@@ -87,21 +148,34 @@ def student_version(nb: dict) -> tuple[dict, int]:
     return out, removed
 
 
-def _fresh(cell):
-    cell = copy.deepcopy(cell)
-    if cell["cell_type"] == "code":
-        cell["outputs"] = []
-        cell["execution_count"] = None
-    return cell
+def _flush(cell: dict, text: list[str], keep) -> None:
+    """Keep the markdown ``text`` gathered from ``cell`` (outside solutions) as a cell of its own."""
+    if "".join(text).strip():
+        part = copy.deepcopy(cell)
+        part["source"] = _lines("".join(text).strip("\n") + "\n")
+        keep(part)
+    text.clear()
 
 
-def _placeholder(label: str, code: bool):
-    if code:
+def _placeholders(label: str, kind: str, code_cells: list) -> list[dict]:
+    """The cells that stand in for the solution of exercise ``label``."""
+    def meta():
+        return {"tags": ["student"], KEY: {"exercise": label, "kind": kind}}
+
+    def code(text):
+        return {"cell_type": "code", "execution_count": None, "metadata": meta(), "outputs": [], "source": _lines(text)}
+
+    link = next((c["metadata"][KEY] for c in code_cells if isinstance(c.get("metadata", {}).get(KEY), dict)), None)
+    if kind == "coding" or (link and kind not in ("conceptual", "derivation", "experimental")):
         text = f"# Exercise {label}: your code here\n"
-    else:
-        text = f"# Exercise {label}: write your answer in a markdown cell below.\n"
-    return {"cell_type": "code", "metadata": {"tags": ["student"]}, "execution_count": None, "outputs": [],
-            "source": text}
+        if link:
+            text += link.get("stub", "").rstrip("\n") + "\n\n\n" + link.get("check", "").rstrip("\n") + "\n"
+        return [code(text)]
+    if kind == "experimental" or (not kind and code_cells):
+        return [code(f"# Exercise {label}: your experiment here\n"
+                     "# (then write what you observe in a markdown cell below)\n")]
+    return [{"cell_type": "markdown", "metadata": meta(),
+             "source": _lines(f"*Exercise {label}: write your answer here (double-click to edit this cell).*\n")}]
 
 
 def main(argv=None) -> int:
@@ -114,11 +188,17 @@ def main(argv=None) -> int:
     for path in notebooks:
         nb = json.loads(path.read_text(encoding="utf-8"))
         student, removed = student_version(nb)
-        rel = path.resolve().relative_to(ROOT / "chapters") if (ROOT / "chapters") in path.resolve().parents else path.name
+        chapters = (ROOT / "chapters").resolve()
+        rel = path.resolve().relative_to(chapters) if chapters in path.resolve().parents else path.name
         target = args.out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(student, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"{target}: {removed} solution(s) removed")
+        coding = [label for label, kind in exercise_kinds(nb).items() if kind == "coding"]
+        checked = [c["metadata"][KEY]["exercise"] for c in student["cells"]
+                   if KEY in c["metadata"] and "from distillkit.exercises" in _source(c)]
+        missing = [label for label in coding if label not in checked]
+        note = f"; coding exercise(s) without a check: {', '.join(missing)}" if missing else ""
+        print(f"{target}: {removed} solution(s) removed, {len(checked)} with a check{note}")
     return 0
 
 

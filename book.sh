@@ -7,7 +7,7 @@
 #   ./book.sh test             run every test: unit, oracle, notebooks (nbval), browser
 #   ./book.sh execute NB...    re-execute notebooks in a fresh kernel and store outputs
 #   ./book.sh lab              open the chapters in JupyterLab
-#   ./book.sh pdf              build the PDF (needs the TeX packages listed in README)
+#   ./book.sh pdf              build the PDF, solutions in an appendix (needs TeX: see README)
 #   ./book.sh student          export student notebooks (solutions removed) into student/
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -65,8 +65,10 @@ case "$cmd" in
     setup; jupyter lab chapters "$@"
     ;;
   pdf)
-    setup; tools/vendor_js.sh
-    jupyter-book build --builder pdflatex "$@" .
+    # Solutions go to an appendix: tools/pdf_book.py prepares the sources in _build/pdf_src,
+    # runs `jupyter-book build --builder pdflatex` there and checks the PDF's text.
+    setup
+    python tools/pdf_book.py "$@"
     echo "[book] PDF: $ROOT/_build/latex/book.pdf"
     ;;
   student)

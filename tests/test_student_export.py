@@ -236,3 +236,16 @@ def test_exported_notebook_runs_and_checks_fail_gracefully(path, tmp_path):
         printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         assert printed.startswith("Not done yet: "), printed
         assert not [o for o in cell.outputs if o.output_type == "execute_result"]  # the result shows nothing more
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_has_three_kinds_of_exercise_each_with_a_solution(path):
+    nb = _load(path)
+    found, _, _ = solutions(nb)
+    text = "\n".join(_text(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    labels = re.findall(r"\{exercise\}\n:label:\s*(\S+)", text)
+    assert len(labels) >= 3, f"{path.name}: {len(labels)} exercises, at least 3 expected"
+    assert set(labels) <= set(found), f"{path.name}: exercises without a solution: {set(labels) - set(found)}"
+    pen_and_paper = {"derivation": "conceptual"}  # a derivation is a conceptual exercise on paper
+    kinds = {pen_and_paper.get(found[label]["kind"], found[label]["kind"]) for label in labels}
+    assert {"conceptual", "coding", "experimental"} <= kinds, f"{path.name}: exercise kinds {sorted(kinds)}"

@@ -152,9 +152,9 @@ def check_tensor(
         # A finite sum proves every element finite (NaN and infinities propagate) without an n-element mask;
         # only a non-finite sum (a bad value, or an overflow of large finite ones) triggers the exact count,
         # in chunks of 2**22 elements so its boolean mask stays a few MiB whatever the input's size.
-        flat = x.detach().reshape(-1)
         n_bad = 0
-        if not bool(torch.isfinite(flat.sum())):
+        if not bool(torch.isfinite(x.detach().sum())):  # a reduction: no copy, even of a non-contiguous view
+            flat = x.detach().reshape(-1)
             n_bad = sum(int(part.numel() - torch.isfinite(part).sum()) for part in flat.split(_FINITE_CHUNK))
         if n_bad:
             fail(func, param, "finite (no NaN or infinite values)", f"<a tensor with {n_bad} NaN or infinite values>")

@@ -217,9 +217,7 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
         probs = predict_proba(_fit_proxy(space, y, proxy_epochs, generator, func, progress), space)
     else:
         check_generator(generator, func)
-        probs = predict_proba(model, x) if probs is None else _check_probs(probs, func)
-        if probs.shape[0] != x.shape[0]:
-            fail(func, "probs", f"a tensor with one row per example ({x.shape[0]})", probs)
+        probs = predict_proba(model, x) if probs is None else _check_probs(probs, func, n_rows=x.shape[0])
     k = check_int(k, "k", func, low=1, high=max(x.shape[0] - 1, 1))
     scores = cal_scores(probs, feats, k=k, kl_direction=kl_direction, eps=eps, chunk_size=chunk_size,
                         progress=progress)

@@ -29,7 +29,7 @@ from torch import nn
 from .._validation import check_generator, check_int, check_tensor, check_xy, fail
 from ..train import train_model
 from ._base import check_common, make_selection, register, resolve_features, select_by_score
-from .uncertainty import train_proxy
+from .proxy import train_proxy
 
 __all__ = ["ForgettingRecorder", "forgetting_counts", "forgetting"]
 

@@ -23,7 +23,7 @@ from .._validation import check_bool, check_float, check_generator, check_int, c
 from ._base import check_common, class_budgets, make_selection, register, resolve_features, select_by_score
 from .forgetting import ForgettingRecorder, forgetting, forgetting_counts
 from .sensitivity import importance_sample, sensitivity, sensitivity_scores
-from .uncertainty import _check_probs, predict_proba, train_proxy
+from .proxy import _check_probs, predict_proba, train_proxy
 
 __all__ = ["el2n_scores", "grand_scores", "el2n", "grand", "ForgettingRecorder", "forgetting_counts", "forgetting",
            "sensitivity_scores", "importance_sample", "sensitivity"]
@@ -232,9 +232,7 @@ def el2n(x, y, budget, *, per_class=True, features=None, model=None, generator=N
         if model is not None or features is not None:
             fail(func, "probs", "None when model= or features= is given (give one source of probabilities)", probs)
         check_generator(generator, func)
-        probs = _check_probs(probs, func, ndim=(2, 3))
-        if probs.shape[-2] != x.shape[0]:
-            fail(func, "probs", f"a tensor with one row per example ({x.shape[0]})", probs)
+        probs = _check_probs(probs, func, ndim=(2, 3), n_rows=x.shape[0])
     else:
         models, space = _proxies(x, y, features, model, n_models, epochs, model_fn, generator, progress, func)
         probs = torch.stack([predict_proba(m, space) for m in models])

@@ -21,10 +21,13 @@ from ..train import train_model
 __all__ = ["predict_proba", "train_proxy"]
 
 
-def _check_probs(probs, func: str, param: str = "probs", *, ndim=2) -> torch.Tensor:
+def _check_probs(probs, func: str, param: str = "probs", *, ndim=2, n_rows: int | None = None) -> torch.Tensor:
+    """Validate predicted probabilities (..., n, n_classes); ``n_rows``: the n the caller's x has."""
     probs = check_tensor(probs, param, func, ndim=ndim, floating=True)
     if probs.shape[-1] < 2 or probs.shape[-2] < 1:
         fail(func, param, "a tensor of shape (n, n_classes) with n >= 1 and n_classes >= 2", probs)
+    if n_rows is not None and probs.shape[-2] != n_rows:
+        fail(func, param, f"a tensor with one row per example ({n_rows})", probs)
     if bool((probs < 0).any()):
         fail(func, param, "non-negative probabilities", f"<a minimum of {float(probs.min()):.3g}>")
     tol = max(1e-4, 4 * probs.shape[-1] * torch.finfo(probs.dtype).eps)

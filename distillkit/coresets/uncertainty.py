@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_generator, check_int, fail
+from .._validation import check_bool, check_generator, fail
 from ._base import check_common, make_selection, register, resolve_features, select_by_score
-from .proxy import _check_probs, predict_proba, train_proxy
+from .proxy import _check_probs, _fit_proxy, predict_proba
 
 __all__ = [
     "least_confidence_scores",
@@ -114,33 +114,30 @@ def margin_scores(probs: torch.Tensor) -> torch.Tensor:
     return 1.0 - (top2[:, 0] - top2[:, 1])
 
 
-def _probabilities(x, y, features, model, probs, proxy_epochs, generator, func):
+def _probabilities(x, y, features, model, probs, proxy_epochs, generator, progress, func):
     """The (n, C) probabilities an uncertainty method scores, and where they came from."""
     if probs is not None:
         if model is not None or features is not None:
             fail(func, "probs", "None when model= or features= is given (give one source of probabilities)", probs)
-        probs = _check_probs(probs, func)
-        if probs.shape[0] != x.shape[0]:
-            fail(func, "probs", f"a tensor with one row per example ({x.shape[0]})", probs)
-        return probs, "probs"
+        return _check_probs(probs, func, n_rows=x.shape[0]), "probs"
     space = x if features is None else resolve_features(x, features, None, func)  # what the network reads
     if model is not None:
         if not isinstance(model, nn.Module):
             fail(func, "model", "an nn.Module or None", model, error=TypeError)
         return _check_probs(predict_proba(model, space), func, "model"), "model"
-    proxy_epochs = check_int(proxy_epochs, "proxy_epochs", func, low=1)
-    proxy = train_proxy(space, y, epochs=proxy_epochs, generator=check_generator(generator, func))
+    proxy = _fit_proxy(space, y, proxy_epochs, generator, func, progress)
     return predict_proba(proxy, space), f"proxy MLP, {proxy_epochs} epochs"
 
 
 _SCORES = {"least_confidence": least_confidence_scores, "entropy": entropy_scores, "margin": margin_scores}
 
 
-def _uncertainty(kind, x, y, budget, per_class, features, model, generator, probs, proxy_epochs):
+def _uncertainty(kind, x, y, budget, per_class, features, model, generator, progress, probs, proxy_epochs):
     x, y, budget = check_common(x, y, budget, kind, per_class=per_class)
+    progress = check_bool(progress, "progress", kind)
     if model is not None or probs is not None:
         check_generator(generator, kind)  # validated even when nothing is random
-    p, source = _probabilities(x, y, features, model, probs, proxy_epochs, generator, kind)
+    p, source = _probabilities(x, y, features, model, probs, proxy_epochs, generator, progress, kind)
     scores = _SCORES[kind](p)
     idx = select_by_score(scores, budget, y=y, order="top", per_class=per_class)
     return make_selection(idx, method=kind, scores=scores, info={"per_class": per_class, "probabilities": source})
@@ -164,7 +161,7 @@ _HEAD_DOC = """
     generator : torch.Generator, int or None
         Seeds the proxy (the scores themselves are deterministic).
     progress : bool
-        Unused (the proxy trains in a few seconds).
+        A progress bar over the proxy's epochs (when a proxy is trained).
     probs : Tensor of shape (n, n_classes), optional
         Predicted probabilities to score directly.
     proxy_epochs : int
@@ -193,7 +190,7 @@ def least_confidence(x, y, budget, *, per_class=True, features=None, model=None,
     >>> least_confidence(torch.zeros(4, 1), y, 2, probs=p).indices.tolist()
     [3, 1]
     """
-    return _uncertainty("least_confidence", x, y, budget, per_class, features, model, generator, probs, proxy_epochs)
+    return _uncertainty("least_confidence", x, y, budget, per_class, features, model, generator, progress, probs, proxy_epochs)
 
 
 @register("entropy")
@@ -207,7 +204,7 @@ def entropy(x, y, budget, *, per_class=True, features=None, model=None, generato
     >>> entropy(torch.zeros(4, 1), y, 2, probs=p).indices.tolist()
     [3, 1]
     """
-    return _uncertainty("entropy", x, y, budget, per_class, features, model, generator, probs, proxy_epochs)
+    return _uncertainty("entropy", x, y, budget, per_class, features, model, generator, progress, probs, proxy_epochs)
 
 
 @register("margin")
@@ -221,7 +218,7 @@ def margin(x, y, budget, *, per_class=True, features=None, model=None, generator
     >>> margin(torch.zeros(4, 1), y, 2, probs=p).indices.tolist()
     [3, 1]
     """
-    return _uncertainty("margin", x, y, budget, per_class, features, model, generator, probs, proxy_epochs)
+    return _uncertainty("margin", x, y, budget, per_class, features, model, generator, progress, probs, proxy_epochs)
 
 
 for _fn in (least_confidence, entropy, margin):

@@ -32,8 +32,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+
+from _paper_table import add_budget_options, budget, print_header, print_row  # benchmarks/ is on the path
 
 PUBLISHED = {  # (method, dataset) -> mean accuracy in % at 1 / 10 / 50 images per class (ANCHORS 1.2, [U])
     ("random", "mnist"): (64.9, 95.1, 97.9), ("herding", "mnist"): (89.2, 93.7, 94.8),
@@ -121,30 +122,21 @@ def run(dataset, data, cfg, methods, ipcs, reduced, device):
         del features, history
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    tag = " (REDUCED)" if reduced else ""
     for ipc in ipcs:
         for m in methods:
-            a = accs[m, ipc]
-            mean, std = statistics.mean(a), statistics.stdev(a) if len(a) > 1 else 0.0
-            sets_std = statistics.stdev(set_means[m, ipc]) if len(set_means[m, ipc]) > 1 else 0.0
-            paper = PUBLISHED[m, dataset][IPCS.index(ipc)]
-            print(f"| {NAMES[m]} | {dataset} | {ipc} | {mean:.1f} +- {std:.1f} | {sets_std:.1f} | "
-                  f"{cfg['sets']}x{cfg['models']} | {paper} | {mean - paper:+.1f} | {walls[m, ipc]:.0f}{tag} |",
-                  flush=True)
+            print_row(NAMES[m], dataset, ipc, accs[m, ipc], set_means[m, ipc], f"{cfg['sets']}x{cfg['models']}",
+                      PUBLISHED[m, dataset][IPCS.index(ipc)], walls[m, ipc], reduced)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--reduced", action="store_true", help="a CPU-sized budget (not comparable to the paper)")
     parser.add_argument("--methods", default="random,herding,kcenter,forgetting")
     parser.add_argument("--datasets", default="mnist,fmnist")
     parser.add_argument("--ipcs", default="1,10,50")
-    for key in PAPER:
-        parser.add_argument("--" + key.replace("_", "-"), type=int, default=None, help=f"paper: {PAPER[key]}")
+    add_budget_options(parser, PAPER)
     args = parser.parse_args(argv)
-    cfg = dict(REDUCED if args.reduced else PAPER)
-    cfg.update({k: getattr(args, k) for k in PAPER if getattr(args, k) is not None})
+    cfg, reduced = budget(args, PAPER, REDUCED)
     methods = args.methods.split(",")
     ipcs = [int(i) for i in args.ipcs.split(",")]
     for m in methods:
@@ -155,15 +147,7 @@ def main(argv=None):
             parser.error(f"--ipcs: {ipc} is not one of {IPCS} (the published columns)")
     import torch
 
-    reduced = args.reduced or cfg != PAPER
-    if reduced:
-        print("REDUCED BUDGET - these numbers are NOT the paper protocol and NOT comparable to the published means:")
-    else:
-        print("Paper protocol (full budget).")
-    print(f"device {args.device} | torch {torch.__version__} | config {cfg}\n")
-    print("| method | dataset | ipc | ours: mean +- std over all models (%) | std of set means | sets x models | "
-          "published | ours - published | wall time (s) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print_header(cfg, reduced, args.device, torch.__version__)
     total = time.time()
     for dataset in args.datasets.split(","):
         data = load(dataset, args.device, cfg["pool"], cfg["test_size"])

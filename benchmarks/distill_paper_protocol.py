@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import time
+
+from _paper_table import add_budget_options, budget, print_header, print_row  # benchmarks/ is on the path
 
 PUBLISHED = {  # (method, dataset, ipc) -> mean accuracy in % (ANCHORS 1.2; DM on MNIST is [U])
     ("dc", "mnist", 1): 91.7, ("dc", "mnist", 10): 97.4, ("dc", "fmnist", 1): 70.5, ("dc", "fmnist", 10): 82.3,
@@ -103,43 +104,28 @@ def run(method, dataset, ipc, data, cfg, reduced):
         accs += [100 * a for a in res.accuracies]
         set_means.append(100 * res.mean)
     wall = time.time() - start
-    mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
-    sets_std = statistics.stdev(set_means) if len(set_means) > 1 else 0.0
-    paper = PUBLISHED.get((method, dataset, ipc))
-    diff = "" if paper is None else f"{mean - paper:+.1f}"
-    tag = " (REDUCED)" if reduced else ""
-    print(f"| {method.upper()} | {dataset} | {ipc} | {mean:.1f} +- {std:.1f} | {sets_std:.1f} | "
-          f"{cfg['sets']}x{n_models} | {'-' if paper is None else paper} | {diff} | {wall:.0f}{tag} |", flush=True)
+    print_row(method.upper(), dataset, ipc, accs, set_means, f"{cfg['sets']}x{n_models}",
+              PUBLISHED.get((method, dataset, ipc)), wall, reduced)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--reduced", action="store_true", help="a CPU-sized budget (not comparable to the papers)")
     parser.add_argument("--methods", default="dc,dsa,dm")
     parser.add_argument("--datasets", default="mnist,fmnist")
     parser.add_argument("--ipcs", default="1,10")
-    for key in PAPER:
-        parser.add_argument("--" + key.replace("_", "-"), type=int, default=None, help=f"paper: {PAPER[key]}")
+    add_budget_options(parser, PAPER)
     args = parser.parse_args(argv)
-    cfg = dict(REDUCED if args.reduced else PAPER)
-    cfg.update({k: getattr(args, k) for k in PAPER if getattr(args, k) is not None})
+    cfg, reduced = budget(args, PAPER, REDUCED)
     import torch
 
-    if args.reduced or cfg != PAPER:
-        print("REDUCED BUDGET - these numbers are NOT the paper protocol and NOT comparable to the published means:")
-    else:
-        print("Paper protocol (full budget).")
-    print(f"device {args.device} | torch {torch.__version__} | config {cfg}\n")
-    print("| method | dataset | ipc | ours: mean +- std over all models (%) | std of set means | sets x models | "
-          "published | ours - published | wall time (s) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print_header(cfg, reduced, args.device, torch.__version__)
     total = time.time()
     for dataset in args.datasets.split(","):
         data = load(dataset, args.device, cfg["test_size"])
         for ipc in (int(i) for i in args.ipcs.split(",")):
             for method in args.methods.split(","):
-                run(method, dataset, ipc, data, cfg, args.reduced or cfg != PAPER)
+                run(method, dataset, ipc, data, cfg, reduced)
     print(f"\ntotal wall time {time.time() - total:.0f} s")
 
 

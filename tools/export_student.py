@@ -91,70 +91,92 @@ class _Ids:
         return new
 
 
+def solution_segments(nb: dict):
+    """Walk a chapter in order, telling what lies outside the solutions from the solutions.
+
+    Yields ``("cell", cell)`` for every cell outside a solution: code cells and unfenced
+    markdown cells as they are (not copied), and, for a markdown cell with fences, a copy of
+    it holding only its text outside the fences (one per stretch of such text). Yields
+    ``("solution", label, cells)`` for every solution, where it stood: its code cells as they
+    are and the prose between its fences as copies of the markdown cells holding it.
+    Raises ValueError for a nested, unclosed or unopened fence and for a code cell tagged
+    ``solution`` outside a fence. The student export and the PDF's appendix both read
+    chapters through this one walk.
+    """
+    label, inside = None, []
+
+    def part(cell, text):
+        piece = copy.deepcopy(cell)
+        piece["source"] = _lines(text.strip("\n") + "\n")
+        return piece
+
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            if label is not None:
+                inside.append(cell)
+            elif "solution" in cell.get("metadata", {}).get("tags", []):
+                raise ValueError(f"a code cell tagged 'solution' is outside any solution fence: {_source(cell)[:60]!r}")
+            else:
+                yield "cell", cell
+            continue
+        pieces = split_markdown(cell)
+        if len(pieces) == 1 and pieces[0][0] == "text":  # no fence
+            if label is None:
+                yield "cell", cell
+            elif pieces[0][1].strip():
+                inside.append(part(cell, pieces[0][1]))
+            continue
+        outside = []
+        for kind, value in pieces:
+            if kind == "start":
+                if label is not None:
+                    raise ValueError(f"nested solution {value} inside {label}")
+                if "".join(outside).strip():
+                    yield "cell", part(cell, "".join(outside))
+                outside, label, inside = [], value, []
+            elif kind == "end":
+                if label is None:
+                    raise ValueError("solution-end without solution-start")
+                yield "solution", label, inside
+                label = None
+            elif label is None:
+                outside.append(value)
+            elif value.strip():
+                inside.append(part(cell, value))
+        if "".join(outside).strip():
+            yield "cell", part(cell, "".join(outside))
+    if label is not None:
+        raise ValueError(f"solution {label} is never closed")
+
+
 def student_version(nb: dict) -> tuple[dict, int]:
     """The student notebook of ``nb`` and the number of solutions removed."""
     kinds = exercise_kinds(nb)
     ids, has_ids = _Ids(), any("id" in c for c in nb["cells"])
     out = copy.deepcopy(nb)
-    cells = []
-    inside, code_cells = None, []
+    cells, removed = [], 0
 
-    def keep(cell):
-        cell = copy.deepcopy(cell)
+    def add(cell, wanted_id):
         if has_ids:
-            cell["id"] = ids(cell.get("id") or "cell")
-        if cell["cell_type"] == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
+            cell["id"] = ids(cell.get("id") or wanted_id)
         cells.append(cell)
 
-    removed = 0
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "markdown":
-            if inside is not None:
-                code_cells.append(cell)
-            elif "solution" in cell.get("metadata", {}).get("tags", []):
-                raise ValueError(f"a code cell tagged 'solution' is outside any solution fence: {_source(cell)[:60]!r}")
-            else:
-                keep(cell)
-            continue
-        pieces = split_markdown(cell)
-        if len(pieces) == 1 and pieces[0][0] == "text" and inside is None:
-            keep(cell)  # no fence: the cell stays exactly as it is
-            continue
-        text = []
-        for kind, value in pieces:
-            if kind == "start":
-                if inside is not None:
-                    raise ValueError(f"nested solution {value} inside {inside}")
-                _flush(cell, text, keep)
-                inside, code_cells = value, []
-            elif kind == "end":
-                if inside is None:
-                    raise ValueError("solution-end without solution-start")
-                for placeholder in _placeholders(inside, kinds.get(inside, ""), code_cells):
-                    if has_ids:
-                        placeholder["id"] = ids(f"student-{inside}")
-                    cells.append(placeholder)
-                removed += 1
-                inside = None
-            elif inside is None:
-                text.append(value)
-        _flush(cell, text, keep)
-    if inside is not None:
-        raise ValueError(f"solution {inside} is never closed")
+    for segment in solution_segments(nb):
+        if segment[0] == "cell":
+            cell = copy.deepcopy(segment[1])
+            if cell["cell_type"] == "code":
+                cell["outputs"] = []
+                cell["execution_count"] = None
+            add(cell, "cell")
+        else:
+            _, label, inside = segment
+            code_cells = [c for c in inside if c["cell_type"] == "code"]
+            for placeholder in _placeholders(label, kinds.get(label, ""), code_cells):
+                add(placeholder, f"student-{label}")
+            removed += 1
     out["cells"] = cells
     out["metadata"].pop("widgets", None)
     return out, removed
-
-
-def _flush(cell: dict, text: list[str], keep) -> None:
-    """Keep the markdown ``text`` gathered from ``cell`` (outside solutions) as a cell of its own."""
-    if "".join(text).strip():
-        part = copy.deepcopy(cell)
-        part["source"] = _lines("".join(text).strip("\n") + "\n")
-        keep(part)
-    text.clear()
 
 
 def _placeholders(label: str, kind: str, code_cells: list) -> list[dict]:

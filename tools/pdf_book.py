@@ -7,9 +7,8 @@ not work, so the PDF is built from a prepared copy of the sources:
    extension) are copied into ``_build/pdf_src``;
 2. in every chapter notebook each solution, from ``{solution-start} LABEL`` to
    ``{solution-end}``, is cut out and replaced by a one-line pointer to the appendix. The
-   fences are located with ``split_markdown`` from ``tools/export_student.py``, the same
-   logic that makes the student notebooks, and the number of solutions found is checked
-   against its ``student_version``;
+   solutions are found by ``solution_segments`` from ``tools/export_student.py``, the same
+   walk that makes the student notebooks;
 3. the solutions go, with their markdown, code and stored outputs (figures included), into
    an appendix notebook "Solutions to the exercises": one section per chapter and one
    ``{solution}`` box per exercise, whose title refers to the exercise;
@@ -46,7 +45,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from export_student import split_markdown, student_version  # noqa: E402  (the one place that knows the fences)
+from export_student import _Ids, _source, solution_segments  # noqa: E402  (the one place that knows the fences)
 
 APPENDIX = "chapters/99_back/solutions"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -157,11 +156,6 @@ def drop_from_toc(toc: dict, docnames: set[str]) -> dict:
 
 # ---------------------------------------------------------------- solutions
 
-def _text(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
-
-
 def _md(text: str) -> dict:
     return {"cell_type": "markdown", "metadata": {}, "source": text}
 
@@ -169,7 +163,7 @@ def _md(text: str) -> dict:
 def notebook_title(nb: dict, fallback: str) -> str:
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
-            match = re.search(r"^#\s+(.+)$", _text(cell), re.M)
+            match = re.search(r"^#\s+(.+)$", _source(cell), re.M)
             if match:
                 return match.group(1).strip()
     return fallback
@@ -182,37 +176,14 @@ def split_solutions(nb: dict) -> tuple[dict, list[dict]]:
     solution was) and the solutions as ``{"label": ..., "cells": [...]}`` in order; their
     cells are the solution's markdown (fences removed) and code cells with stored outputs.
     """
-    chapter, solutions = copy.deepcopy(nb), []
-    cells, current = [], None
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "markdown":
-            (cells if current is None else current["cells"]).append(copy.deepcopy(cell))
-            continue
-        outside = []  # markdown outside any solution, kept in the chapter
-        for kind, value in split_markdown(cell):
-            if kind == "start":
-                if current is not None:
-                    raise ValueError(f"solution {value} starts inside solution {current['label']}")
-                if "".join(outside).strip():
-                    cells.append(_md("".join(outside).strip("\n") + "\n"))
-                outside = []
-                current = {"label": value, "cells": []}
-            elif kind == "end":
-                if current is None:
-                    raise ValueError("{solution-end} without {solution-start}")
-                solutions.append(current)
-                cells.append(_md(f"*Solution: {{ref}}`in the appendix <sol-{current['label']}>`.*\n"))
-                current = None
-            elif current is None:
-                outside.append(value)
-            elif value.strip():
-                current["cells"].append(_md(value.strip("\n") + "\n"))
-        if "".join(outside).strip():
-            kept = _md("".join(outside).strip("\n") + "\n")
-            kept["metadata"] = copy.deepcopy(cell.get("metadata", {}))
-            cells.append(kept)
-    if current is not None:
-        raise ValueError(f"solution {current['label']} is never closed")
+    chapter, solutions, cells = copy.deepcopy(nb), [], []
+    for segment in solution_segments(nb):
+        if segment[0] == "cell":
+            cells.append(copy.deepcopy(segment[1]))
+        else:
+            _, label, inside = segment
+            solutions.append({"label": label, "cells": copy.deepcopy(inside)})
+            cells.append(_md(f"*Solution: {{ref}}`in the appendix <sol-{label}>`.*\n"))
     chapter["cells"] = cells
     return chapter, solutions
 
@@ -252,15 +223,9 @@ def solutions_notebook(chapters: list[tuple[str, str, list[dict]]], template: di
 
 def write_notebook(nb: dict, path: pathlib.Path) -> None:
     """Write ``nb`` as nbformat 4.5, every cell with a unique id (cut and added cells lack one)."""
-    used = set()
+    ids = _Ids()
     for n, cell in enumerate(nb["cells"]):
-        base = re.sub(r"[^A-Za-z0-9_-]", "-", str(cell.get("id") or f"pdf-{n}"))[:60]
-        new, k = base, 1
-        while new in used:
-            k += 1
-            new = f"{base}-{k}"
-        used.add(new)
-        cell["id"] = new
+        cell["id"] = ids(str(cell.get("id") or f"pdf-{n}"))
     nb["nbformat"], nb["nbformat_minor"] = 4, 5
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -376,7 +341,7 @@ def _strip_combining(text: str) -> str:
 
 def _strip_notebook_combining(nb: dict) -> None:
     for cell in nb["cells"]:
-        cell["source"] = _strip_combining(_text(cell))
+        cell["source"] = _strip_combining(_source(cell))
         for out in cell.get("outputs", []):
             if "text" in out:
                 out["text"] = _strip_combining("".join(out["text"]) if isinstance(out["text"], list) else out["text"])
@@ -388,7 +353,7 @@ def _strip_notebook_combining(nb: dict) -> None:
 def _notebook_texts(nb: dict) -> list[str]:
     texts = []
     for cell in nb["cells"]:
-        texts.append(_text(cell))
+        texts.append(_source(cell))
         for out in cell.get("outputs", []):
             texts.append("".join(out.get("text", "")))
             texts += ["".join(v) for k, v in out.get("data", {}).items() if k.startswith("text/")]
@@ -470,10 +435,7 @@ def prepare(root: pathlib.Path, out: pathlib.Path) -> dict:
             chapter_texts.append(text)
             continue
         nb = json.loads(src.read_text(encoding="utf-8"))
-        _, expected = student_version(nb)
         chapter, solutions = split_solutions(nb)
-        if len(solutions) != expected:
-            raise ValueError(f"{src}: {len(solutions)} solutions found, the student export finds {expected}")
         state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
         n_widgets += printable_widgets(chapter, state)
         for sol in solutions:
@@ -488,7 +450,7 @@ def prepare(root: pathlib.Path, out: pathlib.Path) -> dict:
         for sol in solutions:
             _strip_notebook_combining({"cells": sol["cells"]})
         write_notebook(chapter, target)
-        chapter_texts += [_text(c) for c in chapter["cells"]]
+        chapter_texts += [_source(c) for c in chapter["cells"]]
         texts += _notebook_texts(chapter) + [t for s in solutions for t in _notebook_texts({"cells": s["cells"]})]
         appendix_chapters.append((docname, _strip_combining(notebook_title(nb, docname)), solutions))
         template = template or nb
@@ -528,7 +490,7 @@ def solution_probes(chapter_texts: list[str], chapters) -> dict[str, str]:
     for _, _, solutions in chapters:
         for sol in solutions:
             solution_lines[sol["label"]] = [_squash(ln)[:40] for c in sol["cells"] if c["cell_type"] == "code"
-                                            for ln in _text(c).splitlines()
+                                            for ln in _source(c).splitlines()
                                             if len(ln.strip()) >= 25 and not ln.strip().startswith("#")]
     pages = "".join(_squash(t) for t in chapter_texts)
     for label, lines in solution_lines.items():

@@ -190,7 +190,8 @@ def least_confidence(x, y, budget, *, per_class=True, features=None, model=None,
     >>> least_confidence(torch.zeros(4, 1), y, 2, probs=p).indices.tolist()
     [3, 1]
     """
-    return _uncertainty("least_confidence", x, y, budget, per_class, features, model, generator, progress, probs, proxy_epochs)
+    return _uncertainty("least_confidence", x, y, budget, per_class, features, model, generator, progress, probs,
+                        proxy_epochs)
 
 
 @register("entropy")

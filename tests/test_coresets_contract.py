@@ -160,3 +160,15 @@ def test_cpu_equals_cuda(name, data):
     gpu = run(name, x64.cuda(), y.cuda(), 20, copy.deepcopy(model64).cuda(), generator=0)
     assert torch.equal(cpu.indices, gpu.indices)
     assert torch.allclose(cpu.weights, gpu.weights, rtol=1e-5)
+
+
+def test_select_by_score_ranks_infinite_scores_and_rejects_nan():
+    from distillkit.coresets import select_by_score
+
+    s = torch.tensor([1.0, float("inf"), 0.5, float("-inf"), float("inf")])
+    assert select_by_score(s, 3).tolist() == [1, 4, 0]  # ties between infinities by index
+    assert select_by_score(s, 2, order="bottom").tolist() == [3, 2]
+    y = torch.tensor([0, 0, 1, 1, 1])
+    assert select_by_score(s, 2, y=y, order="bottom").tolist() == [3, 0]
+    with pytest.raises(ValueError, match="'scores' parameter of select_by_score must be scores without NaN"):
+        select_by_score(torch.tensor([1.0, float("nan")]), 1)

@@ -106,7 +106,9 @@ def select_by_score(scores: torch.Tensor, budget: int, *, y: torch.Tensor | None
     With labels ``y`` and ``per_class`` true (the default when ``y`` is given), each class
     contributes exactly its balanced budget (see :func:`class_budgets`). Ties are broken by
     index (stable sort), so the result is deterministic. Indices come back sorted from the
-    most to the least preferred score.
+    most to the least preferred score. Infinite scores are allowed (``inf`` ranks first for
+    ``"top"`` and last for ``"bottom"``, e.g. a DeepFool distance when no boundary was found);
+    NaN is an error.
 
     Examples
     --------
@@ -114,14 +116,17 @@ def select_by_score(scores: torch.Tensor, budget: int, *, y: torch.Tensor | None
     [1, 3]
     """
     func = "select_by_score"
-    scores = check_tensor(scores, "scores", func, ndim=1, floating=True)
+    scores = check_tensor(scores, "scores", func, ndim=1, floating=True, finite=False)
+    n_nan = int(torch.isnan(scores).sum())
+    if n_nan:
+        fail(func, "scores", "scores without NaN (infinite scores are ranked)", f"<a tensor with {n_nan} NaN>")
     order = check_option(order, "order", func, ("top", "bottom"))
     budget = check_budget(budget, scores.shape[0], func)
     scores = scores.detach().cpu()
     ranking = torch.sort(scores, descending=(order == "top"), stable=True).indices
     if y is None or per_class is False:
         return ranking[:budget].clone()
-    _, y = check_xy(scores.unsqueeze(1), y, func)
+    _, y = check_xy(scores.new_empty(scores.shape[0], 0), y, func)  # y against the length only: scores may be inf
     y = y.cpu()
     budgets = class_budgets(y, budget, func=func)
     taken = {c: 0 for c in budgets}

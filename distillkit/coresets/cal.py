@@ -222,6 +222,5 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
     scores = cal_scores(probs, feats, k=k, kl_direction=kl_direction, eps=eps, chunk_size=chunk_size,
                         progress=progress)
     info = {"per_class": per_class, "k": k, "kl_direction": kl_direction, "proxy": proxy}
-    finite = scores.nan_to_num(posinf=torch.finfo(scores.dtype).max)  # select_by_score takes finite scores
-    idx = select_by_score(finite, budget, y=y, order="top", per_class=per_class)
+    idx = select_by_score(scores, budget, y=y, order="top", per_class=per_class)
     return make_selection(idx, method=func, scores=scores, info=info)

@@ -244,6 +244,5 @@ def deepfool(x, y, budget, *, per_class=True, features=None, model=None, generat
     scores = deepfool_scores(model, space, max_iter=max_iter, overshoot=overshoot, batch_size=batch_size,
                              progress=progress)
     info = {"per_class": per_class, "unconverged": int(torch.isinf(scores).sum()), "proxy": proxy}
-    finite = scores.nan_to_num(posinf=torch.finfo(scores.dtype).max)  # inf ("no boundary found") ranks last
-    idx = select_by_score(finite, budget, y=y, order="bottom", per_class=per_class)
+    idx = select_by_score(scores, budget, y=y, order="bottom", per_class=per_class)  # inf (no boundary) ranks last
     return make_selection(idx, method="deepfool", scores=scores, info=info)

@@ -158,8 +158,8 @@ def worker(args) -> dict:
 
 def check_agreement(args) -> float:
     """Largest relative difference between the straightforward and distillkit loss and gradients."""
-    from distillkit.distill.unroll import unroll_sgd
     from distillkit.distill.losses import trajectory_matching_loss
+    from distillkit.distill.unroll import unroll_sgd
     from distillkit.models import ConvNet
 
     torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ from distillkit.data.subgroups import (
     load_colored_mnist,
     shifted_test_sets,
 )
+
 SHARED_DATA = resolve_root()  # DISTILLKIT_DATA, set by conftest.py to the offline copy when present
 ADULT = SHARED_DATA / "adult"
 needs_adult = pytest.mark.skipif(not (ADULT / "adult.data.gz").exists(), reason="UCI Adult files not available")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import distillkit.distill  # noqa: F401  (registers the methods)
 from distillkit.data import load_digits
 from distillkit.distill import METHODS, distill
-from distillkit.distill._base import ClassSampler, init_synthetic
+from distillkit.distill._base import init_synthetic
 from distillkit.distill.augment import DIGITS_STRATEGY
 from distillkit.distill.losses import distribution_matching_loss, gradient_matching_distance
 from distillkit.models import ConvNet

@@ -13,7 +13,6 @@ import sys
 import threading
 
 import pytest
-
 from browser import Browser, chromium_path, env_requires_browser, errors_that_matter, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from torch import nn
 from .._validation import check_bool, check_float, check_generator, check_int, check_xy, fail
 from ._base import check_common, class_budgets, make_selection, register, resolve_features, select_by_score
 from .forgetting import ForgettingRecorder, forgetting, forgetting_counts
-from .sensitivity import importance_sample, sensitivity, sensitivity_scores
 from .proxy import _check_probs, predict_proba, train_proxy
+from .sensitivity import importance_sample, sensitivity, sensitivity_scores
 
 __all__ = ["el2n_scores", "grand_scores", "el2n", "grand", "ForgettingRecorder", "forgetting_counts", "forgetting",
            "sensitivity_scores", "importance_sample", "sensitivity"]

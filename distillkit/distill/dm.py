@@ -18,9 +18,18 @@ import torch
 
 from .._validation import check_bool, fail
 from ..types import SyntheticSet
-from ._base import ClassSampler, init_synthetic, register
+from ._base import (
+    ClassSampler,
+    _check_common,
+    _check_model,
+    _default_model_fn,
+    _new_net,
+    _result,
+    _snapshot,
+    init_synthetic,
+    register,
+)
 from .augment import DEFAULT_STRATEGY, _apply, _sample
-from ._base import _check_common, _check_model, _default_model_fn, _new_net, _result, _snapshot
 from .losses import _distribution_matching_loss
 
 __all__ = ["dm"]

@@ -36,8 +36,7 @@ from torch.nn import functional as F
 from .._validation import check_bool, check_float, check_generator, check_int, check_option
 from ..types import SyntheticSet
 from ._base import ClassSampler, _check_callback, _snapshot, check_ipc, init_synthetic, register
-from .kernels import _check_kernel, _linear, _make_kernel, ntk_features
-from .kernels import empirical_ntk, make_kernel, median_bandwidth  # noqa: F401  (importable from here, as before)
+from .kernels import _check_kernel, _linear, _make_kernel, empirical_ntk, make_kernel, median_bandwidth, ntk_features  # noqa: F401  (importable from here, as before)
 from .losses import _kernel_ridge
 
 __all__ = ["kip"]

@@ -34,8 +34,7 @@ import torch
 from .._validation import check_bool, check_float, check_generator, check_int, check_option, fail
 from ..types import SyntheticSet
 from ._base import _build_model, _check_callback, _default_model_fn, _snapshot, check_ipc, init_synthetic, register
-from .experts import ExpertBuffer, load_expert_trajectories
-from .experts import expert_buffer_size, train_expert_trajectories  # noqa: F401  (importable from here, as before)
+from .experts import ExpertBuffer, expert_buffer_size, load_expert_trajectories, train_expert_trajectories  # noqa: F401  (importable from here, as before)
 from .losses import trajectory_matching_loss
 from .unroll import unroll_sgd
 

@@ -61,19 +61,66 @@ class OMPResult(NamedTuple):
     residual_norms: tuple
 
 
-def _nnls_ridge(a_s: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
-    """argmin_{w >= 0} ||a_s w - b||^2 + lam ||w||^2 via scipy's NNLS on the augmented system."""
-    import numpy as np
-    from scipy.optimize import nnls
+class _Factor:
+    """Lower Cholesky factor ``L`` of the support's Gram ``A_S^T A_S + lam I``, on the CPU in float64.
 
-    m = a_s.shape[1]
-    mat = a_s.cpu().numpy()  # (d, m) float64
-    rhs = b.cpu().numpy()
-    if lam > 0:
-        mat = np.vstack([mat, math.sqrt(lam) * np.eye(m)])  # (d + m, m)
-        rhs = np.concatenate([rhs, np.zeros(m)])
-    w, _ = nnls(mat, rhs, maxiter=50 * (m + 10))
-    return torch.from_numpy(w).to(a_s.device)
+    ``L`` lives in the top-left corner of a square buffer padded with the identity, so a
+    triangular solve runs on the whole (contiguous) buffer: the padding rows give zeros
+    and no slice is copied. The buffer doubles when full, so a solve costs O(m^2).
+    """
+
+    def __init__(self, cap: int, lam: float):
+        self.m, self.lam = 0, lam
+        self.cap = max(min(cap, 64), 1)
+        self.limit = cap
+        self.L = torch.eye(self.cap, dtype=torch.float64)  # (cap, cap)
+        self.G = torch.zeros(self.cap, self.cap, dtype=torch.float64)  # the Gram itself, for rebuilds
+
+    def _pad(self, v: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(self.cap, 1, dtype=torch.float64)
+        out[:v.shape[0], 0] = v
+        return out
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``L^{-1} v`` for v of length m."""
+        return torch.linalg.solve_triangular(self.L, self._pad(v), upper=False)[:v.shape[0], 0]
+
+    def solve(self, c: torch.Tensor) -> torch.Tensor:
+        """``(L L^T)^{-1} c``: the least-squares coefficients for ``c = A_S^T b``."""
+        y = torch.linalg.solve_triangular(self.L, self._pad(c), upper=False)
+        return torch.linalg.solve_triangular(self.L.mT, y, upper=True)[:c.shape[0], 0]
+
+    def append(self, h: torch.Tensor, diag_sq: float) -> tuple[torch.Tensor, float]:
+        """Add an atom with Gram column ``h`` (length m) and ``||a||^2 + lam``; returns (v, pivot^2)."""
+        m = self.m
+        v = self.forward(h) if m else h
+        piv = diag_sq - float(v @ v)
+        if piv <= 1e-10 * diag_sq:
+            return v, piv
+        if m == self.cap:
+            cap = min(2 * self.cap, self.limit)
+            L, G = torch.eye(cap, dtype=torch.float64), torch.zeros(cap, cap, dtype=torch.float64)
+            L[:m, :m], G[:m, :m] = self.L[:m, :m], self.G[:m, :m]
+            self.L, self.G, self.cap = L, G, cap
+        self.L[m, :m] = v
+        self.L[m, m] = math.sqrt(piv)
+        self.G[m, :m] = h
+        self.G[:m, m] = h
+        self.G[m, m] = diag_sq
+        self.m = m + 1
+        return v, piv
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Drop the atoms where ``mask`` is False (rebuild the factor of the rest)."""
+        idx = torch.nonzero(mask).squeeze(1)
+        m = idx.numel()
+        G = self.G[idx][:, idx]
+        self.G.zero_()
+        self.G[:m, :m] = G
+        self.L = torch.eye(self.cap, dtype=torch.float64)
+        if m:
+            self.L[:m, :m] = torch.linalg.cholesky(G)
+        self.m = m
 
 
 def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: float, tol: float | None) -> OMPResult:
@@ -83,11 +130,12 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
     b_norm = float(torch.linalg.vector_norm(b64))
     col_norms = torch.linalg.vector_norm(A, dim=0).double().clamp_min(1e-300)  # (n,)
     eps_a = torch.finfo(A.dtype).eps
-    basis = torch.zeros(d, k, dtype=torch.float64, device=dev)  # the chosen atoms, as float64 columns
-    chol = torch.zeros(k, k, dtype=torch.float64, device=dev)  # lower Cholesky factor of A_S^T A_S + lam I
+    rows = torch.zeros(k, d, dtype=torch.float64, device=dev)  # row i: the support's i-th atom, float64
+    fac = _Factor(k, lam)
     in_support = torch.zeros(n, dtype=torch.bool, device=dev)
     support: list[int] = []
-    coef = torch.zeros(0, dtype=torch.float64, device=dev)
+    atb: list[float] = []  # a_i^T b for the support, in support order
+    coef = torch.zeros(0, dtype=torch.float64)
     r = b64.clone()
     r_norm = b_norm
     norms, stop, n_iter = [], None, 0
@@ -99,49 +147,96 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
         if n_iter >= max_iter:
             stop = "iteration limit"
             break
-        corr = torch.mv(A.T, r.to(A.dtype)).double()  # (n,) correlations with the residual
+        corr = torch.mv(A.T, r.to(A.dtype))  # (n,) correlations with the residual: one pass over A
         score = corr if positive else corr.abs()
         score = score.masked_fill(in_support, -math.inf)
         j = int(score.argmax())  # first maximum: ties go to the lowest index
         if float(score[j]) / float(col_norms[j]) <= 64 * eps_a * r_norm + 1e-12 * b_norm:
-            stop = ("no atom has a positive correlation with the residual" if positive
-                    else "the residual is orthogonal to every atom")
+            stop = ("no atom has a positive correlation with the residual (the non-negative fit is optimal "
+                    "over all atoms)" if positive else "the residual is orthogonal to every atom")
             break
         a = A[:, j].double()
         m = len(support)
+        aa = float(a @ a) + lam
+        _, piv = fac.append((rows[:m] @ a).cpu(), aa)  # (m,) Gram column of the new atom
+        if piv <= 1e-10 * aa:
+            stop = "the best atom is linearly dependent on the chosen ones"
+            break
+        rows[m] = a
+        support.append(j)
+        atb.append(float(a @ b64))
         if positive:
-            basis[:, m] = a
-            w = _nnls_ridge(basis[:, :m + 1], b64, lam)
-            if float(w[m]) <= 0.0:
+            coef, support, atb = _nnls_step(fac, rows, support, atb, coef, b64, b_norm, r_norm)
+            if coef is None:
                 stop = "the best atom does not improve the non-negative fit"
                 break
-            keep = w > 0  # atoms the non-negative fit set to zero leave the support
-            support.append(j)
-            support = [s for s, kp in zip(support, keep.tolist()) if kp]
-            basis[:, :int(keep.sum())] = basis[:, :m + 1][:, keep].clone()
-            coef = w[keep]
             in_support.zero_()
             in_support[support] = True
         else:
-            aa = float(a @ a) + lam
-            v = torch.linalg.solve_triangular(chol[:m, :m], (basis[:, :m].T @ a).unsqueeze(1), upper=False).squeeze(1)
-            diag = aa - float(v @ v)
-            if diag <= 1e-10 * aa:
-                stop = "the best atom is linearly dependent on the chosen ones"
-                break
-            chol[m, :m] = v
-            chol[m, m] = math.sqrt(diag)
-            basis[:, m] = a
-            support.append(j)
+            coef = fac.solve(torch.tensor(atb, dtype=torch.float64))
             in_support[j] = True
-            rhs = (basis[:, :m + 1].T @ b64).unsqueeze(1)
-            coef = torch.cholesky_solve(rhs, chol[:m + 1, :m + 1], upper=False).squeeze(1)
         n_iter += 1
-        r = b64 - basis[:, :len(support)] @ coef
+        r = b64 - rows[:len(support)].T @ coef.to(dev)
         r_norm = float(torch.linalg.vector_norm(r))
         norms.append(r_norm)
     return OMPResult(torch.tensor(support, dtype=torch.int64), coef.to(A.dtype).cpu(), r_norm, n_iter, stop,
                      tuple(norms))
+
+
+def _nnls_step(fac, rows, support, atb, coef, b64, b_norm, r_norm):
+    """Lawson-Hanson active-set NNLS on the support plus its newest atom, warm-started.
+
+    On entry the factor and ``rows`` hold the previous support (whose weights ``coef`` are
+    the non-negative optimum on it, all positive) plus the new atom, at weight 0. Returns
+    (weights, support, atb) with every weight positive, or (None, ...) after removing the
+    new atom again when the fit cannot use it.
+    """
+    eps = torch.finfo(torch.float64).eps
+    w = torch.cat([coef, coef.new_zeros(1)])  # (m,) feasible start
+    dropped = []  # (atom, row, a^T b) that left the passive set during this step
+    first = True
+    for _ in range(3 * len(support) + 10):
+        s = fac.solve(torch.tensor(atb, dtype=torch.float64))  # unconstrained optimum on the passive set
+        if first and float(s[-1]) <= 0.0:
+            fac.keep(torch.arange(len(support)) < len(support) - 1)
+            return None, support[:-1], atb[:-1]
+        first = False
+        neg = s <= 0
+        if not bool(neg.any()):
+            w = s
+            if not dropped:
+                break
+            # Outer Lawson-Hanson loop: a dropped atom whose gradient says it helps comes back.
+            m = len(support)
+            r = b64 - rows[:m].T @ w.to(rows.device)
+            back = torch.stack([row for _, row, _ in dropped])  # (q, d)
+            g = (back @ r).cpu() / torch.linalg.vector_norm(back, dim=1).cpu().clamp_min(1e-300)
+            i = int(g.argmax())
+            if float(g[i]) <= 64 * eps * float(torch.linalg.vector_norm(r)) + 1e-12 * b_norm:
+                break
+            atom, row, c = dropped.pop(i)
+            _, piv = fac.append((rows[:m] @ row).cpu(), float(row @ row) + fac.lam)
+            if piv <= 1e-10 * (float(row @ row) + fac.lam):
+                break
+            rows[m] = row
+            support, atb = support + [atom], atb + [c]
+            w = torch.cat([w, w.new_zeros(1)])
+            continue
+        # Step from w towards s until the first passive weight reaches zero; those atoms leave.
+        ratio = torch.where(neg, w / (w - s), torch.full_like(w, math.inf))
+        i = int(ratio.argmin())
+        w = w + float(ratio[i]) * (s - w)
+        w[i] = 0.0
+        keep = w > 0
+        for p in torch.nonzero(~keep).squeeze(1).tolist():
+            dropped.append((support[p], rows[p].clone(), atb[p]))
+        fac.keep(keep)
+        m_new = int(keep.sum())
+        rows[:m_new] = rows[:len(support)][keep.to(rows.device)].clone()
+        support = [s_ for s_, kp in zip(support, keep.tolist()) if kp]
+        atb = [c for c, kp in zip(atb, keep.tolist()) if kp]
+        w = w[keep]
+    return w, support, atb
 
 
 def orthogonal_matching_pursuit(A: torch.Tensor, b: torch.Tensor, k: int, *, positive: bool = False,

@@ -166,3 +166,70 @@ def test_moons():
     assert torch.allclose(upper.norm(dim=1), torch.ones(51), atol=1e-5)  # noise-free upper moon is the unit circle
     with pytest.raises(ValueError, match="'noise' parameter of make_moons"):
         make_moons(10, noise=-1.0)
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Announces a 10 kB file and sends one byte every 0.1 s (urlopen's timeout never fires)."""
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        self.send_response(200)
+        self.send_header("Content-Length", "10000")
+        self.end_headers()
+        try:
+            for _ in range(300):  # at most 30 s, so a broken test cannot hang the suite
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                threading.Event().wait(0.1)
+        except OSError:  # the client gave up
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickle_mirror():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_deadline_stops_a_trickling_mirror_and_removes_the_part_file(trickle_mirror, tmp_path):
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(DatasetFileError, match=r"Could not download t10k-images.*deadline of 1 s \(\d+ bytes"):
+        load_mnist(root=tmp_path, split="test", mirrors=[trickle_mirror], progress=False, deadline=1.0)
+    assert time.monotonic() - start < 5.0
+    assert not list((tmp_path / "MNIST" / "raw").glob("*")), "a .part file was left behind"
+
+
+def test_download_single_string_mirror_is_one_mirror(trickle_mirror, tmp_path):
+    # a str is one mirror (not a sequence of one-letter URLs): the error names the whole URL
+    with pytest.raises(DatasetFileError, match=f"Tried: {trickle_mirror}t10k-images-idx3-ubyte.gz: no complete"):
+        load_fashion_mnist(root=tmp_path, split="test", mirrors=trickle_mirror, progress=False, deadline=0.5)
+    assert not list((tmp_path / "FashionMNIST" / "raw").glob("*"))
+
+
+def test_download_malformed_mirror_is_named_and_leaves_nothing(tmp_path):
+    with pytest.raises(DatasetFileError, match="Tried: nowhere/t10k-images-idx3-ubyte.gz: unknown url type"):
+        load_mnist(root=tmp_path, split="test", mirrors=["nowhere"], progress=False)
+    assert not list((tmp_path / "MNIST" / "raw").glob("*"))
+
+
+def test_download_interrupt_removes_the_part_file(trickle_mirror, tmp_path, monkeypatch):
+    from distillkit.data import idx
+
+    def interrupted(*args):
+        (tmp_path / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(idx, "_md5", interrupted)  # called once the bytes are in: interrupt there
+    monkeypatch.setattr(idx, "_download_one", lambda url, tmp, *a: tmp.write_bytes(b"partial"))
+    with pytest.raises(KeyboardInterrupt):
+        load_mnist(root=tmp_path, split="test", mirrors=[trickle_mirror], progress=False)
+    assert not list((tmp_path / "MNIST" / "raw").glob("*"))

@@ -8,24 +8,29 @@ variable, then a per-user cache folder (``$XDG_CACHE_HOME/distillkit`` or
 A file that is present but fails its MD5 check (truncated, corrupt) raises
 :class:`DatasetFileError` naming the file and the fix; it is never silently downloaded
 again over the user's data. A missing file is downloaded from the dataset's official
-mirrors with a progress bar into a temporary file, verified, then moved into place.
+mirrors with a progress bar into a temporary ``.part`` file, verified, then moved into
+place. Each file has an overall deadline (``deadline`` seconds, 600 by default): a mirror
+that trickles bytes is abandoned when it passes, and the ``.part`` file is removed on every
+failure path (an error, a wrong MD5, the deadline, an interrupt).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import pathlib
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import torch
 
-from .._validation import check_option, fail
+from .._validation import check_bool, check_float, check_option, describe, fail
 
 __all__ = ["DatasetFileError", "load_mnist", "load_fashion_mnist", "resolve_root"]
 
@@ -77,31 +82,71 @@ def _md5(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-def _download(name: str, md5: str, dest: pathlib.Path, mirrors, progress: bool) -> None:
+_READ_TIMEOUT = 30.0  # seconds one network read may block, at most
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _set_read_timeout(response, seconds: float) -> None:
+    """Bound the next socket read by ``seconds`` (best effort: http.client keeps its socket private)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 1e-3))
+
+
+def _download_one(url: str, tmp: pathlib.Path, name: str, deadline: float, progress: bool) -> None:
+    """Write ``url`` into ``tmp``; raise ``_DeadlinePassed`` once ``deadline`` seconds have gone by."""
     from tqdm.auto import tqdm
 
+    end = time.monotonic() + deadline
+    received = 0
+    with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=min(_READ_TIMEOUT, deadline)) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise _DeadlinePassed(f"no complete file within the deadline of {deadline:g} s "
+                                          f"({received} bytes received)")
+                _set_read_timeout(response, min(_READ_TIMEOUT, left))
+                try:
+                    chunk = response.read1(1 << 16)  # returns what has arrived, so the deadline is checked often
+                except TimeoutError:
+                    if time.monotonic() >= end:
+                        raise _DeadlinePassed(f"no complete file within the deadline of {deadline:g} s "
+                                              f"({received} bytes received)") from None
+                    raise
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if total is not None and received != total:
+        raise _DeadlinePassed(f"the connection closed after {received} of {total} bytes")
+
+
+def _download(name: str, md5: str, dest: pathlib.Path, mirrors, progress: bool, deadline: float) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
         fd, tmp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=dest.parent)
+        os.close(fd)
         tmp = pathlib.Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
-                    for chunk in iter(lambda: response.read(1 << 16), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
+            _download_one(url, tmp, name, deadline, progress)
             got = _md5(tmp)
             if got != md5:
                 errors.append(f"{url}: MD5 {got}, expected {md5}")
-                tmp.unlink()
                 continue
             shutil.move(str(tmp), dest)
             return
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (_DeadlinePassed, urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            # ValueError: a malformed URL ("unknown url type"); HTTPException: a broken response
             errors.append(f"{url}: {exc}")
+        finally:  # every path that did not move the file into place, interrupts included
             if tmp.exists():
                 tmp.unlink()
     raise DatasetFileError(
@@ -110,7 +155,8 @@ def _download(name: str, md5: str, dest: pathlib.Path, mirrors, progress: bool) 
     )
 
 
-def _fetch(dataset: str, name: str, md5: str, root: pathlib.Path, download: bool, mirrors, progress: bool):
+def _fetch(dataset: str, name: str, md5: str, root: pathlib.Path, download: bool, mirrors, progress: bool,
+           deadline: float):
     path = root / dataset / "raw" / name
     if path.exists():
         got = _md5(path)
@@ -125,7 +171,7 @@ def _fetch(dataset: str, name: str, md5: str, root: pathlib.Path, download: bool
             f"{path} does not exist. Call with download=True, or set DISTILLKIT_DATA (or root=) to a folder "
             f"holding {dataset}/raw/{name}."
         )
-    _download(name, md5, path, mirrors if mirrors is not None else MIRRORS[dataset], progress)
+    _download(name, md5, path, mirrors if mirrors is not None else MIRRORS[dataset], progress, deadline)
     return path
 
 
@@ -143,14 +189,33 @@ def _read_idx(path: pathlib.Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-def _load(dataset: str, func: str, root, split: str, download: bool, mirrors, progress: bool):
+def _check_mirrors(mirrors, func: str):
+    """None, one base URL as a str, or a non-empty list or tuple of str."""
+    expectation = "None, a base URL (str) or a non-empty list or tuple of base URLs"
+    if mirrors is None:
+        return None
+    if isinstance(mirrors, str):
+        mirrors = (mirrors,)  # one mirror, not a sequence of one-letter URLs
+    if not isinstance(mirrors, (list, tuple)):
+        fail(func, "mirrors", expectation, mirrors, error=TypeError)
+    if not mirrors:
+        fail(func, "mirrors", expectation, "<an empty sequence>")
+    for item in mirrors:
+        if not isinstance(item, str):
+            fail(func, "mirrors", expectation, f"<a sequence holding {describe(item)}>", error=TypeError)
+    return tuple(mirrors)
+
+
+def _load(dataset: str, func: str, root, split: str, download: bool, mirrors, progress: bool, deadline):
     split = check_option(split, "split", func, ("train", "test"))
-    if not isinstance(download, bool):
-        fail(func, "download", "a bool", download, error=TypeError)
+    download = check_bool(download, "download", func)
+    progress = check_bool(progress, "progress", func)
+    mirrors = _check_mirrors(mirrors, func)
+    deadline = check_float(deadline, "deadline", func, low=0.0, low_open=True)
     base = resolve_root(root)
     (img_name, img_md5), (lbl_name, lbl_md5) = _FILES[dataset][split]
-    img_path = _fetch(dataset, img_name, img_md5, base, download, mirrors, progress)
-    lbl_path = _fetch(dataset, lbl_name, lbl_md5, base, download, mirrors, progress)
+    img_path = _fetch(dataset, img_name, img_md5, base, download, mirrors, progress, deadline)
+    lbl_path = _fetch(dataset, lbl_name, lbl_md5, base, download, mirrors, progress, deadline)
     images = _read_idx(img_path)  # (n, 28, 28) uint8
     labels = _read_idx(lbl_path)  # (n,) uint8
     x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)  # (n, 28, 28) -> (n, 1, 28, 28)
@@ -158,7 +223,8 @@ def _load(dataset: str, func: str, root, split: str, download: bool, mirrors, pr
     return x, y
 
 
-def load_mnist(root=None, split: str = "train", *, download: bool = True, mirrors=None, progress: bool = True):
+def load_mnist(root=None, split: str = "train", *, download: bool = True, mirrors=None, progress: bool = True,
+               deadline: float = 600.0):
     """MNIST (LeCun et al., 1998) as tensors.
 
     Parameters
@@ -168,19 +234,31 @@ def load_mnist(root=None, split: str = "train", *, download: bool = True, mirror
     split : {"train", "test"}
     download : bool
         Download missing files from the official mirrors (never over an existing file).
-    mirrors : sequence of str, optional
-        Base URLs to try instead of the official ones.
+    mirrors : str or sequence of str, optional
+        Base URLs to try, in order, instead of the official ones; a single str is one mirror.
     progress : bool
         Show a progress bar while downloading.
+    deadline : float
+        Seconds one file may take to download from one mirror (600 by default, > 0): a
+        slower mirror is abandoned, its ``.part`` file removed, and the next one tried. Each
+        network read is also bounded by ``min(30, deadline)`` seconds.
+
+    Raises
+    ------
+    DatasetFileError
+        A present file fails its MD5 check, or no mirror delivered a correct file in time.
+    FileNotFoundError
+        A file is missing and ``download=False``.
 
     Returns
     -------
     x : Tensor of shape (n, 1, 28, 28), float32 in [0, 1]
     y : Tensor of shape (n,), int64
     """
-    return _load("MNIST", "load_mnist", root, split, download, mirrors, progress)
+    return _load("MNIST", "load_mnist", root, split, download, mirrors, progress, deadline)
 
 
-def load_fashion_mnist(root=None, split: str = "train", *, download: bool = True, mirrors=None, progress: bool = True):
+def load_fashion_mnist(root=None, split: str = "train", *, download: bool = True, mirrors=None, progress: bool = True,
+                       deadline: float = 600.0):
     """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017) as tensors; see :func:`load_mnist`."""
-    return _load("FashionMNIST", "load_fashion_mnist", root, split, download, mirrors, progress)
+    return _load("FashionMNIST", "load_fashion_mnist", root, split, download, mirrors, progress, deadline)

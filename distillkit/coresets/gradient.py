@@ -191,11 +191,15 @@ def gradmatch(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool 
     weights of a class sum to about its size (without the rescaling, weighted training
     would under-weight the classes that were shrunk most).
 
-    Early stops. A pick needs a positive correlation with the residual. With ``lam > 0``
-    such an atom almost always exists (the residual of a ridge fit keeps a positive inner
-    product with the mean gradient), and every pick strictly lowers the regularised
-    objective, so OMP fills the budget. If it cannot (for example ``lam = 0`` and the mean
-    is matched exactly by fewer atoms, or a mean gradient of exactly zero), GradMatch raises
+    Early stops. A pick needs a positive correlation with the residual, and every pick
+    strictly lowers the regularised objective. When no remaining point has one, the
+    weights already are the non-negative ridge optimum over all the class's points (its
+    KKT conditions hold), so no further point can get a positive weight: the budget cannot
+    be filled beyond the number of points that optimum uses. With ``lam > 0`` that number
+    is usually above the gradient dimension ``d`` but can be below ``n`` (31 to 46 of 50
+    random points in 10 dimensions, depending on the draw); with ``lam = 0`` it is at most
+    ``d``. Points at zero weight would not be a GradMatch selection, so the claim changed,
+    not the algorithm. When the budget cannot be filled, GradMatch raises
     a ``ValueError`` saying which class stopped and why; with ``allow_fewer=True`` it
     instead returns the shorter selection and records the reason in
     ``info["early_stop"][c]`` and the counts in ``info["n_selected_per_class"]``. It never

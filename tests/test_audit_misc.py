@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from distillkit import data, models, plots, theory, widgets  # noqa: E402
+from distillkit.data import subgroups  # noqa: E402
 
 FORM = re.compile(r"^The '(?P<param>[\w.]+)' parameter of (?P<func>[\w.]+) must be .+\. Got .+ instead\.", re.S)
 
@@ -53,12 +54,12 @@ CASES = [
     ("load_mnist-deadline-0", lambda tmp: data.load_mnist(tmp, download=False, deadline=0), "load_mnist", "deadline"),
     ("load_mnist-deadline-str", lambda tmp: data.load_mnist(tmp, download=False, deadline="9"), "load_mnist",
      "deadline"),
-    ("gaussian_noise-meta", lambda tmp: data.subgroups.gaussian_noise(meta(2, 1, 4, 4)), "gaussian_noise", "x"),
-    ("gaussian_blur-meta", lambda tmp: data.subgroups.gaussian_blur(meta(2, 1, 4, 4)), "gaussian_blur", "x"),
-    ("invert-meta", lambda tmp: data.subgroups.invert(meta(2, 1, 4, 4)), "invert", "x"),
-    ("shifted_test_sets-meta", lambda tmp: data.subgroups.shifted_test_sets(meta(2, 1, 4, 4)), "shifted_test_sets",
+    ("gaussian_noise-meta", lambda tmp: subgroups.gaussian_noise(meta(2, 1, 4, 4)), "gaussian_noise", "x"),
+    ("gaussian_blur-meta", lambda tmp: subgroups.gaussian_blur(meta(2, 1, 4, 4)), "gaussian_blur", "x"),
+    ("invert-meta", lambda tmp: subgroups.invert(meta(2, 1, 4, 4)), "invert", "x"),
+    ("shifted_test_sets-meta", lambda tmp: subgroups.shifted_test_sets(meta(2, 1, 4, 4)), "shifted_test_sets",
      "x"),
-    ("color_digits-meta", lambda tmp: data.subgroups.color_digits(meta(2, 1, 4, 4), torch.tensor([0, 1])),
+    ("color_digits-meta", lambda tmp: subgroups.color_digits(meta(2, 1, 4, 4), torch.tensor([0, 1])),
      "color_digits", "x"),
     # models
     ("MLP-hidden-int", lambda tmp: models.MLP(4, 2, hidden=5), "MLP", "hidden"),

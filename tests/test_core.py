@@ -349,3 +349,34 @@ def test_class_budgets_exact_and_errors():
     assert sum(class_budgets(y, 7, mode="proportional").values()) == 7
     with pytest.raises(ValueError, match="class 2 has 20 examples but its share is 25"):
         class_budgets(y, 75)
+
+
+# --- issue 14: models -------------------------------------------------------------------------
+
+
+def test_mlp_on_an_empty_batch_returns_an_empty_output():
+    net = MLP(64, 10, hidden=(8,), generator=0)
+    out = net(torch.zeros(0, 1, 8, 8))
+    assert out.shape == (0, 10)
+    assert net.embed(torch.zeros(0, 64)).shape == (0, 8)
+
+
+def test_init_parameters_without_generator_leaves_global_rng_alone():
+    from distillkit.models import init_parameters
+
+    layer = torch.nn.Linear(50, 40)  # built before seeding: its default init draws from the global RNG
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    init_parameters(layer, None)
+    assert torch.equal(torch.rand(3), expected)
+    assert layer.weight.abs().max() <= 1 / 50**0.5 and layer.weight.std() > 0
+    a = init_parameters(torch.nn.Linear(5, 4), 7).weight
+    assert torch.equal(a, init_parameters(torch.nn.Linear(5, 4), torch.Generator().manual_seed(7)).weight)
+
+
+def test_model_input_of_another_dtype_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"'x' parameter of MLP.forward must be a tensor of the model's dtype"):
+        MLP(4, 2, hidden=(3,), generator=0)(torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"'x' parameter of ConvNet.forward must be a tensor of the model's dtype"):
+        ConvNet(1, 2, im_size=8, width=4, depth=1, generator=0)(torch.zeros(2, 1, 8, 8, dtype=torch.float16))

@@ -6,8 +6,21 @@ Gradient Matching" (ICLR 2021) made it the standard model for DC, DSA, DM and MT
 Each of ``depth`` blocks is ``Conv2d(k=3) -> norm -> ReLU -> AvgPool2d(2)``, followed by one
 linear classifier. "Instance norm" is ``GroupNorm(C, C, affine=True)``: one group per channel.
 28x28 inputs (MNIST, Fashion-MNIST) are padded to 32x32 by the first convolution
-(``padding=3``), as in the reference code, so the classifier sees 128*4*4 = 2048 features.
-On 1x28x28 inputs with 10 classes the default network has exactly 317,706 parameters.
+(``padding=3``), so the classifier sees 128*4*4 = 2048 features. On 1x28x28 inputs with 10
+classes the default network has exactly 317,706 parameters.
+
+Difference from the reference code (``ConvNet`` in ``networks.py`` of
+VICO-UoE/DatasetCondensation, built by ``utils.get_network``): the reference pads the first
+convolution by 3 when the input has **one channel** (``channel == 1``), whatever its size,
+and sizes its classifier as if every 28-pixel input became 32 pixels. Here the first
+convolution pads by 3 when the input is **28 pixels** (``im_size == 28``), whatever its
+channels, and every other convolution by 1. The two networks are the same layer for layer
+(and give the same outputs from the same weights) when the input is 1x28x28 (MNIST,
+Fashion-MNIST) or has several channels and is not 28 pixels (CIFAR's 3x32x32). They differ
+on one-channel inputs of another size (the 1x8x8 digits: the reference pads them to 12x12,
+this ConvNet keeps 8x8) and on several-channel 28-pixel inputs (3x28x28 coloured MNIST: the
+reference's classifier does not match its features, this ConvNet pads to 32x32). The book's
+stored outputs (digits chapters) depend on this choice, so it is kept.
 """
 
 from __future__ import annotations
@@ -16,7 +29,8 @@ import torch
 from torch import nn
 
 from .._validation import check_int, check_option
-from .init import init_parameters
+from ._input import check_input
+from .init import _init_parameters
 
 __all__ = ["ConvNet"]
 
@@ -33,7 +47,8 @@ class ConvNet(nn.Module):
     n_classes : int
         Number of classes.
     im_size : int
-        Height (= width) of the inputs. 28 is padded to 32 by the first convolution.
+        Height (= width) of the inputs. 28 is padded to 32 by the first convolution (the
+        reference code pads one-channel inputs instead: see the module docstring).
     width, depth : int
         Channels per block and number of blocks (128 and 3 in the papers).
     norm : {"instance", "batch", "none"}
@@ -76,7 +91,7 @@ class ConvNet(nn.Module):
         # global state is left exactly as it was, then re-initialise from `generator`.
         with torch.random.fork_rng(devices=[]):
             self._build(layers, depth, width, norm, size, channels, n_classes)
-        init_parameters(self, gen)
+        _init_parameters(self, gen)
 
     def _build(self, layers, depth, width, norm, size, channels, n_classes):
         im_size = size
@@ -99,6 +114,7 @@ class ConvNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features, shape (n, feature_dim)."""
+        x = check_input(self, x, "ConvNet.forward")
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-1] != self.im_size or x.shape[-2] != self.im_size:
             raise ValueError(
                 f"The 'x' parameter of ConvNet.forward must be a tensor of shape (n, {self.in_channels}, "

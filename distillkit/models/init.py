@@ -14,12 +14,42 @@ import math
 import torch
 from torch import nn
 
+from .._validation import check_generator, fail
+
 __all__ = ["init_parameters"]
 
 
+def init_parameters(model: nn.Module, generator=None) -> nn.Module:
+    """Re-initialise every Conv/Linear/norm layer of ``model`` in place from ``generator``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    generator : torch.Generator, int or None
+        Source of the weights: a CPU generator, an int seed, or None for a fresh generator
+        seeded from the operating system (as everywhere in distillkit). The global RNG is
+        never drawn from.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself.
+
+    Examples
+    --------
+    >>> a = init_parameters(nn.Linear(3, 2), 0)
+    >>> b = init_parameters(nn.Linear(3, 2), 0)
+    >>> torch.equal(a.weight, b.weight)
+    True
+    """
+    if not isinstance(model, nn.Module):
+        fail("init_parameters", "model", "a torch.nn.Module", model, error=TypeError)
+    gen = check_generator(generator, "init_parameters")
+    return _init_parameters(model, gen)
+
+
 @torch.no_grad()
-def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialise every Conv/Linear/norm layer of ``model`` from ``generator``."""
+def _init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             w = module.weight

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_generator, check_int, check_option
-from .init import init_parameters
+from .._validation import check_generator, check_int, check_option, fail
+from ._input import check_input
+from .init import _init_parameters
 
 __all__ = ["MLP", "TwoLayerNet"]
 
@@ -33,6 +34,8 @@ class MLP(nn.Module):
         super().__init__()
         in_features = check_int(in_features, "in_features", "MLP", low=1)
         n_classes = check_int(n_classes, "n_classes", "MLP", low=1)
+        if not isinstance(hidden, (tuple, list)):
+            fail("MLP", "hidden", "a tuple or list of ints (the hidden widths)", hidden, error=TypeError)
         widths = [check_int(h, "hidden", "MLP", low=1) for h in hidden]
         gen = check_generator(generator, "MLP")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -45,10 +48,12 @@ class MLP(nn.Module):
         self.in_features = in_features
         self.body = nn.Sequential(*layers)
         self.feature_dim = prev
-        init_parameters(self, gen)
+        _init_parameters(self, gen)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        if x[0].numel() != self.in_features:
+        """Penultimate features, shape (n, feature_dim); an empty batch gives (0, feature_dim)."""
+        x = check_input(self, x, "MLP.forward", min_ndim=2)
+        if x.shape[1:].numel() != self.in_features:
             raise ValueError(
                 f"The 'x' parameter of MLP.forward must have {self.in_features} features per example. "
                 f"Got a tensor of shape {tuple(x.shape)} instead."
@@ -107,6 +112,9 @@ class TwoLayerNet(nn.Module):
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden activations, shape (n, L)."""
+        x = check_input(self, x, "TwoLayerNet.forward", min_ndim=2)
+        if x.dim() != 2 or x.shape[1] != self.W.shape[1]:
+            fail("TwoLayerNet.forward", "x", f"a tensor of shape (n, {self.W.shape[1]})", x)
         return self.sigma(x @ self.W.T + self.b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

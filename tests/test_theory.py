@@ -362,3 +362,25 @@ def test_bad_distillation_arguments():
         distill_second_layer(torch.ones(3, 4), torch.ones(2), x, y, 2)
     with pytest.raises(TypeError, match="'r' parameter of random_subspace"):
         random_subspace(4, 2.0)
+
+
+def test_activations_refuse_unknown_names_instead_of_tanh():
+    # issue 14: any unknown name used to give tanh silently
+    from distillkit.theory import TwoLayerFit, activation_derivative, apply_activation
+
+    z = torch.tensor([-1.0, 0.5])
+    for fn in (apply_activation, activation_derivative):
+        with pytest.raises(ValueError, match=rf"'name' parameter of {fn.__name__} must be one of 'relu'"):
+            fn(z, "gelu")
+    assert torch.allclose(apply_activation(z, "tanh"), torch.tanh(z))
+    with pytest.raises(ValueError, match="'activation' parameter of TwoLayerFit"):
+        TwoLayerFit(torch.ones(2, 3), torch.ones(2), torch.ones(2), "sigmoid")
+
+
+def test_random_subspace_refuses_integer_dtypes():
+    from distillkit.theory import random_subspace
+
+    with pytest.raises(ValueError, match="'dtype' parameter of random_subspace must be a floating torch.dtype"):
+        random_subspace(4, 2, dtype=torch.int64)
+    U = random_subspace(4, 2, generator=0, dtype=torch.float64)
+    assert U.dtype == torch.float64 and torch.allclose(U.T @ U, torch.eye(2, dtype=torch.float64))

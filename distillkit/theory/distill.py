@@ -29,7 +29,7 @@ from .._validation import check_bool, check_float, check_generator, check_int, c
 from ..models import TwoLayerNet
 from ..types import SyntheticSet
 from .multi_index import MultiIndexTask
-from .two_stage import ACTIVATIONS, _check_data, _check_net, _gradient, apply_activation
+from .two_stage import ACTIVATIONS, _check_data, _check_net, _gradient, _sigma
 
 __all__ = ["gradient_matching_loss", "distill_first_layer_gradient", "distill_second_layer"]
 
@@ -47,6 +47,11 @@ def gradient_matching_loss(g_syn: torch.Tensor, g_real: torch.Tensor) -> torch.T
     >>> float(gradient_matching_loss(torch.zeros(2, 2), torch.ones(2, 2)))
     1.0
     """
+    func = "gradient_matching_loss"
+    g_syn = check_tensor(g_syn, "g_syn", func, ndim=2, floating=True, finite=False)
+    g_real = check_tensor(g_real, "g_real", func, ndim=2, floating=True, finite=False)
+    if g_syn.shape != g_real.shape:
+        fail(func, "g_syn", f"a tensor of the shape of g_real {tuple(g_real.shape)}", g_syn)
     return ((g_syn - g_real) ** 2).sum() / (g_real**2).sum().clamp_min(1e-30)
 
 
@@ -272,11 +277,11 @@ def distill_second_layer(
     gen = check_generator(generator, func)
     d = W.shape[1]
     Wd, bd, yd = W.detach().double(), b.detach().double(), y.double()
-    phi = apply_activation(x.double() @ Wd.T + bd, name)  # (n, L)
+    phi = _sigma(x.double() @ Wd.T + bd, name)  # (n, L)
     losses: list[float] = []
     if not learn_inputs:
         x2 = torch.randn(m2, d, generator=gen, dtype=torch.float64).to(x.device)
-        y2 = _label_solve(apply_activation(x2 @ Wd.T + bd, name), phi, yd, lam)
+        y2 = _label_solve(_sigma(x2 @ Wd.T + bd, name), phi, yd, lam)
         stored = m2
     else:
         if m2 > x.shape[0]:
@@ -284,11 +289,11 @@ def distill_second_layer(
         idx = torch.randperm(x.shape[0], generator=gen)[:m2]
         x2 = x.double()[idx.to(x.device)].clone().requires_grad_(True)
         with torch.no_grad():
-            y2 = _label_solve(apply_activation(x2 @ Wd.T + bd, name), phi, yd, lam)
+            y2 = _label_solve(_sigma(x2 @ Wd.T + bd, name), phi, yd, lam)
         y2.requires_grad_(True)
         optimizer = torch.optim.Adam([x2, y2], lr=lr)
         for _ in range(steps):
-            a = _ridge_operator(apply_activation(x2 @ Wd.T + bd, name), lam) @ y2
+            a = _ridge_operator(_sigma(x2 @ Wd.T + bd, name), lam) @ y2
             loss = ((phi @ a - yd) ** 2).mean() + lam * (a**2).sum()
             optimizer.zero_grad()
             loss.backward()
@@ -296,6 +301,6 @@ def distill_second_layer(
             losses.append(float(loss.detach()))
         x2, y2 = x2.detach(), y2.detach()
         stored = m2 * (d + 1)
-    a = _ridge_operator(apply_activation(x2 @ Wd.T + bd, name), lam) @ y2
+    a = _ridge_operator(_sigma(x2 @ Wd.T + bd, name), lam) @ y2
     info = {"a": a.to(W.dtype), "stored_numbers": stored, "losses": losses, "learn_inputs": learn_inputs, "lam": lam}
     return SyntheticSet(x=x2.to(x.dtype), y=y2.to(y.dtype), method="second-layer distillation", info=info)

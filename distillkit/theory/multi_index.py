@@ -141,6 +141,7 @@ def random_subspace(d: int, r: int, *, generator=None, dtype: torch.dtype = torc
         Number of columns, in [1, d].
     generator : torch.Generator, int or None
     dtype : torch.dtype
+        A floating dtype (an integer one would round the basis to zeros).
 
     Returns
     -------
@@ -161,6 +162,10 @@ def random_subspace(d: int, r: int, *, generator=None, dtype: torch.dtype = torc
     func = "random_subspace"
     d = check_int(d, "d", func, low=1)
     r = check_int(r, "r", func, low=1, high=d)
+    if not isinstance(dtype, torch.dtype):
+        fail(func, "dtype", "a floating torch.dtype (e.g. torch.float32)", dtype, error=TypeError)
+    if not dtype.is_floating_point:
+        fail(func, "dtype", "a floating torch.dtype (an orthonormal basis is not integral)", f"<{dtype}>")
     gen = check_generator(generator, func)
     gauss = torch.randn(d, r, generator=gen, dtype=torch.float64)
     q, rr = torch.linalg.qr(gauss)  # q (d, r), rr (r, r)

@@ -41,23 +41,60 @@ __all__ = [
 ACTIVATIONS = ("relu", "softplus", "tanh")
 
 
+def _check_activation_args(z, name, func: str) -> torch.Tensor:
+    name = check_option(name, "name", func, ACTIVATIONS)
+    return check_tensor(z, "z", func, floating=True, finite=False)
+
+
 def apply_activation(z: torch.Tensor, name: str) -> torch.Tensor:
-    """:math:`\\sigma(z)` for ``name`` in ``ACTIVATIONS`` (elementwise)."""
-    if name == "relu":
-        return torch.relu(z)
-    if name == "softplus":
-        return F.softplus(z)
-    return torch.tanh(z)
+    """:math:`\\sigma(z)` for ``name`` in ``ACTIVATIONS`` (elementwise).
+
+    Parameters
+    ----------
+    z : floating Tensor of any shape
+    name : {"relu", "softplus", "tanh"}
+        Any other name is an error (never a silent fallback).
+
+    Examples
+    --------
+    >>> apply_activation(torch.tensor([-1.0, 2.0]), "relu")
+    tensor([0., 2.])
+    """
+    z = _check_activation_args(z, name, "apply_activation")
+    return _sigma(z, name)
 
 
 def activation_derivative(z: torch.Tensor, name: str) -> torch.Tensor:
     """:math:`\\sigma'(z)` (elementwise). For ReLU this is the step :math:`1[z > 0]`,
-    whose gradient with respect to ``z`` is zero."""
+    whose gradient with respect to ``z`` is zero. ``name`` as in :func:`apply_activation`.
+
+    Examples
+    --------
+    >>> activation_derivative(torch.tensor([-1.0, 2.0]), "relu")
+    tensor([0., 1.])
+    """
+    z = _check_activation_args(z, name, "activation_derivative")
+    return _sigma_prime(z, name)
+
+
+def _sigma(z: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "relu":
+        return torch.relu(z)
+    if name == "softplus":
+        return F.softplus(z)
+    if name == "tanh":
+        return torch.tanh(z)
+    raise AssertionError(f"unchecked activation {name!r}")  # callers validate name
+
+
+def _sigma_prime(z: torch.Tensor, name: str) -> torch.Tensor:
     if name == "relu":
         return (z > 0).to(z.dtype)
     if name == "softplus":
         return torch.sigmoid(z)
-    return 1.0 - torch.tanh(z) ** 2
+    if name == "tanh":
+        return 1.0 - torch.tanh(z) ** 2
+    raise AssertionError(f"unchecked activation {name!r}")  # callers validate name
 
 
 def _check_net(net, func: str) -> TwoLayerNet:
@@ -78,8 +115,8 @@ def _check_data(x, y, d: int, func: str, xname: str = "x", yname: str = "y"):
 
 def _gradient(W, b, a, name, x, y):
     pre = x @ W.T + b  # (n, d) @ (d, L) -> (n, L)
-    residual = apply_activation(pre, name) @ a - y  # f(x) - y, (n,)
-    coef = residual[:, None] * activation_derivative(pre, name) * a  # (n, L)
+    residual = _sigma(pre, name) @ a - y  # f(x) - y, (n,)
+    coef = residual[:, None] * _sigma_prime(pre, name) * a  # (n, L)
     return coef.T @ x / x.shape[0]  # (L, n) @ (n, d) -> (L, d)
 
 
@@ -173,9 +210,21 @@ class TwoLayerFit:
     a: torch.Tensor
     activation: str
 
+    def __post_init__(self):
+        func = "TwoLayerFit"
+        W = check_tensor(self.W, "W", func, ndim=2, floating=True, finite=False)
+        for param in ("b", "a"):
+            v = check_tensor(getattr(self, param), param, func, ndim=1, floating=True, finite=False)
+            if v.shape[0] != W.shape[0]:
+                fail(func, param, f"a tensor with one entry per row of W ({W.shape[0]})", v)
+        check_option(self.activation, "activation", func, ACTIVATIONS)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden activations, shape (n, L)."""
-        return apply_activation(x @ self.W.T + self.b, self.activation)
+        x = check_tensor(x, "x", "TwoLayerFit.features", ndim=2, floating=True, finite=False)
+        if x.shape[1] != self.W.shape[1]:
+            fail("TwoLayerFit.features", "x", f"a tensor with {self.W.shape[1]} columns", x)
+        return _sigma(x @ self.W.T + self.b, self.activation)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Network output, shape (n,)."""
@@ -238,7 +287,7 @@ def fit_second_layer(
         if bias.shape[0] != W.shape[0]:
             fail(func, "bias", f"a tensor with one entry per row of W ({W.shape[0]})", bias)
     W = W.detach()
-    a = _ridge(apply_activation(x @ W.T + bias, name), y, lam)
+    a = _ridge(_sigma(x @ W.T + bias, name), y, lam)
     return TwoLayerFit(W=W, b=bias, a=a, activation=name)
 
 

@@ -398,3 +398,67 @@ def test_feedback_never_shows_the_expected_values(capsys):
         message = run(label, candidate, capsys).message
         assert not re.search(r"[\[(]\s*-?[\d.]+\s*(,\s*-?[\d.]+\s*){2,}[\])]", message), message  # no number list
         assert "tensor(" not in message, message
+
+
+# --- issue 14: a student function that never returns ------------------------------------------
+
+
+def _loops_for_ever(*args, **kwargs):
+    while True:
+        pass
+
+
+def _loops_and_swallows(*args, **kwargs):
+    while True:
+        try:
+            pass
+        except Exception:  # noqa: BLE001, S110 - a student's blanket except must not hide the time limit
+            pass
+
+
+@pytest.mark.parametrize("label", sorted(CORRECT))
+def test_a_check_on_a_function_that_never_returns_fails_in_time(label, capsys):
+    import time
+
+    start = time.monotonic()
+    state = torch.random.get_rng_state()
+    result = exercises.CHECKS[label](_loops_for_ever, time_limit=0.3)
+    assert time.monotonic() - start < 5.0
+    assert not result and result.status == "wrong"
+    assert "your function did not return within 0.3 s: an infinite loop?" in result.message and result.hint
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert capsys.readouterr().out.strip() == result.message
+
+
+def test_the_time_limit_outside_the_main_thread_and_through_a_blanket_except(capsys):
+    import threading
+
+    results = {}
+    worker = threading.Thread(target=lambda: results.update(
+        r=exercises.check_count_per_class(_loops_and_swallows, time_limit=0.3)), daemon=True)
+    worker.start()
+    worker.join(10.0)
+    assert not worker.is_alive(), "the check in a worker thread did not stop"
+    assert results["r"].status == "wrong" and "did not return within 0.3 s" in results["r"].message
+    # main thread (the SIGALRM path), through the student's `except Exception`
+    assert "did not return within 0.3 s" in exercises.check_count_per_class(_loops_and_swallows, time_limit=0.3).message
+
+
+def test_the_time_limit_keeps_the_callers_alarm_and_is_checked(capsys):
+    import signal
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("no POSIX timers here")
+    handler = signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 100.0)
+        assert exercises.check_count_per_class(CORRECT["ex-template-2"]())
+        assert signal.getsignal(signal.SIGALRM) is signal.SIG_IGN
+        assert 90.0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 100.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, handler)
+    for bad in (0, -1.0, float("inf"), "5", True):
+        result = exercises.check_count_per_class(CORRECT["ex-template-2"](), time_limit=bad)
+        assert result.status == "wrong"
+        assert "The 'time_limit' parameter of check_count_per_class must be a finite real number" in result.message

@@ -9,17 +9,37 @@ Typical mistakes are recognised by computing them (the wrong variant) and compar
 hint names the mistake instead of showing the expected values. The decorator catches
 everything, prints one message and returns a :class:`CheckResult` whose truth value is the
 verdict, so a student notebook always runs top to bottom.
+
+Every check runs under a time limit (``time_limit`` seconds, :data:`TIME_LIMIT` by default):
+a student function that never returns (an infinite loop is a normal mistake) ends the check
+with a failed result that says so. How: in the main thread on POSIX (where a Jupyter kernel
+runs its cells) a ``SIGALRM`` timer raises inside the running code, which also interrupts
+``time.sleep`` and blocking reads; elsewhere (Windows, a worker thread) a watchdog thread
+raises the same exception in the checking thread (``PyThreadState_SetAsyncExc``). Both stop
+pure-Python loops; neither can stop one long call into C (one huge matrix product), which
+ends when that call returns. A thread with a timeout would leave the loop burning the
+kernel's CPU for ever, and a subprocess cannot run a function defined in a notebook under
+``spawn`` (macOS, Windows) while ``fork`` is unsafe once torch's threads have started, so
+the check stays in the student's own process.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import inspect
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from .._validation import describe
+
+TIME_LIMIT = 30.0  # seconds a check may run by default (the library's checks take well under 1 s)
 
 CHECKS: dict = {}  # exercise label -> check function, filled by @exercise_check
 
@@ -71,6 +91,52 @@ class Feedback(Exception):
 
 class _NotDone(Exception):
     pass
+
+
+class _TimeUp(BaseException):
+    """Raised into the running check when its time is up (a BaseException, so that a student's
+    ``except Exception`` cannot swallow it)."""
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Raise :class:`_TimeUp` in the code run under this block once ``seconds`` have passed."""
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        def on_alarm(signum, frame):
+            raise _TimeUp
+
+        start = time.monotonic()
+        previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+        previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous_handler)
+            if previous_delay > 0:  # re-arm a timer the caller had set, minus the time we took
+                left = max(previous_delay - (time.monotonic() - start), 1e-3)
+                signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
+        return
+    target = ctypes.c_ulong(threading.get_ident())
+    lock, state = threading.Lock(), {"done": False, "fired": False}
+
+    def watchdog():
+        with lock:
+            if not state["done"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(_TimeUp))
+
+    timer = threading.Timer(seconds, watchdog)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+            if state["fired"]:  # not raised yet (the check ended just in time): take it back
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)
+        timer.cancel()
 
 
 def call(fn, *args, case: str = "", hint: str = ""):
@@ -179,13 +245,23 @@ def exercise_check(exercise: str, function: str, returns: str):
 
     def wrap(body):
         @functools.wraps(body)
-        def check(fn) -> CheckResult:
+        def check(fn, *, time_limit: float = TIME_LIMIT) -> CheckResult:
             try:
                 if not callable(fn):
                     raise Feedback(f"{body.__name__} expects your function itself, got {describe(fn)}",
                                    f"pass the function without calling it: {body.__name__}({function}).")
-                with torch.random.fork_rng(devices=[]):  # leave the notebook's global RNG as it was
-                    status, message = "correct", f"Correct: {body(fn)}"
+                if (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                        or not math.isfinite(time_limit) or time_limit <= 0):
+                    raise Feedback(f"The 'time_limit' parameter of {body.__name__} must be a finite real number "
+                                   f"in (0, inf). Got {describe(time_limit)} instead",
+                                   f"call {body.__name__}({function}) or give a positive number of seconds.")
+                try:
+                    with _time_limit(float(time_limit)), torch.random.fork_rng(devices=[]):  # global RNG kept
+                        status, message = "correct", f"Correct: {body(fn)}"
+                except _TimeUp:
+                    raise Feedback(f"your function did not return within {time_limit:g} s: an infinite loop?",
+                                   f"check that every loop of {function} ends (a `while` whose condition never "
+                                   "changes, an index that is never increased).") from None
             except _NotDone:
                 status = "not done"
                 message = (f"Not done yet: {function} still raises NotImplementedError. "
@@ -199,7 +275,10 @@ def exercise_check(exercise: str, function: str, returns: str):
             print(message)
             return CheckResult(exercise, status, message)
 
-        check.__signature__ = inspect.signature(body).replace(return_annotation="CheckResult")
+        signature = inspect.signature(body)
+        limit = inspect.Parameter("time_limit", inspect.Parameter.KEYWORD_ONLY, default=TIME_LIMIT, annotation="float")
+        check.__signature__ = signature.replace(parameters=[*signature.parameters.values(), limit],
+                                                return_annotation="CheckResult")
         check.exercise, check.function = exercise, function
         CHECKS[exercise] = check
         return check

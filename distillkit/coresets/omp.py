@@ -6,11 +6,17 @@ the chosen atoms by (regularised, optionally non-negative) least squares (Pati, 
 & Krishnaprasad 1993). GradMatch (Killamsetty et al., ICML 2021) uses the non-negative,
 ridge-regularised variant on per-example gradients.
 
-The plain and ridge variants keep an incremental Cholesky factor of
-``A_S^T A_S + lam I`` (one triangular solve per step, as scikit-learn's
-``orthogonal_mp`` does); the non-negative variant solves a non-negative least-squares
-problem on the support at every step (``scipy.optimize.nnls`` on the augmented system
-``[A_S; sqrt(lam) I] w = [b; 0]``).
+All variants keep the lower Cholesky factor ``L`` of the support's Gram
+``A_S^T A_S + lam I``, updated by one row per pick (one triangular solve, as
+scikit-learn's ``orthogonal_mp`` does). Each step costs one pass over ``A`` (the
+correlations ``A^T r``) plus O(d m + m^2); the factor sits in an identity-padded
+buffer so that every triangular solve runs on a contiguous matrix. The direct form
+``A^T r`` is used rather than the Gram form ``A^T b - (A^T A_S) w``: both need one
+``A^T a`` product per pick, and the Gram form's extra (n, m) matrix only pays when
+n < 2d. The non-negative variant solves its NNLS by the Lawson-Hanson active-set method,
+warm-started from the previous pick's solution: the new atom enters the passive set, and
+atoms whose weight reaches zero leave it (the factor of the rest is rebuilt), so a pick
+costs a few triangular solves instead of a fresh NNLS (Lawson & Hanson 1974).
 
 References
 ----------
@@ -20,6 +26,8 @@ References
 - K. Killamsetty, D. Sivasubramanian, G. Ramakrishnan, A. De, R. Iyer. GRAD-MATCH:
   gradient matching based data subset selection for efficient deep model training.
   ICML 2021.
+- C. L. Lawson, R. J. Hanson. Solving Least Squares Problems, chapter 23. Prentice-Hall,
+  1974.
 """
 
 from __future__ import annotations
@@ -166,10 +174,11 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
         support.append(j)
         atb.append(float(a @ b64))
         if positive:
-            coef, support, atb = _nnls_step(fac, rows, support, atb, coef, b64, b_norm, r_norm)
-            if coef is None:
+            fit, support, atb = _nnls_step(fac, rows, support, atb, coef, b64, b_norm)
+            if fit is None:  # numerically only: the theory gives the new atom a positive weight
                 stop = "the best atom does not improve the non-negative fit"
                 break
+            coef = fit
             in_support.zero_()
             in_support[support] = True
         else:
@@ -183,7 +192,7 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
                      tuple(norms))
 
 
-def _nnls_step(fac, rows, support, atb, coef, b64, b_norm, r_norm):
+def _nnls_step(fac, rows, support, atb, coef, b64, b_norm):
     """Lawson-Hanson active-set NNLS on the support plus its newest atom, warm-started.
 
     On entry the factor and ``rows`` hold the previous support (whose weights ``coef`` are

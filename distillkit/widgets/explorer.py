@@ -5,12 +5,26 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 
+from .._validation import check_int, describe, fail
+
 __all__ = ["figure_to_png", "frame_explorer", "live_explorer"]
 
 
 def figure_to_png(fig, *, dpi: int = 80) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
+    """Render a matplotlib figure to PNG bytes and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib Figure
+    dpi : int
+        Resolution, at least 1.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        fail("figure_to_png", "fig", "a matplotlib Figure", fig, error=TypeError)
+    dpi = check_int(dpi, "dpi", "figure_to_png", low=1)
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -41,9 +55,22 @@ def frame_explorer(frames: Sequence, labels: Sequence | None = None, *, descript
         (widget model ids differ on every run).
     """
     import ipywidgets as w
+    from matplotlib.figure import Figure
 
+    func = "frame_explorer"
+    expectation = "a non-empty list or tuple of PNG bytes, matplotlib figures or HTML strings"
+    if not isinstance(frames, (list, tuple)):
+        fail(func, "frames", expectation, f"<{describe(frames)}>", error=TypeError)
     if len(frames) == 0:
-        raise ValueError("The 'frames' parameter of frame_explorer must be a non-empty sequence. Got an empty one instead.")
+        fail(func, "frames", expectation, "<an empty sequence>")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, (bytes, bytearray, str, Figure)):
+            fail(func, "frames", expectation, f"<{type(frame).__name__} at position {i}>", error=TypeError)
+    if labels is not None and (isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence)):
+        fail(func, "labels", "a sequence with one label per frame, or None", labels, error=TypeError)
+    if not isinstance(description, str):
+        fail(func, "description", "a str", description, error=TypeError)
+    value = check_int(value, "value", func, low=0, high=len(frames) - 1)
     labels = list(range(len(frames))) if labels is None else list(labels)
     if len(labels) != len(frames):
         raise ValueError(
@@ -70,5 +97,8 @@ def frame_explorer(frames: Sequence, labels: Sequence | None = None, *, descript
 def live_explorer(function: Callable, **sliders):
     """``ipywidgets.interactive`` with the given sliders: recomputes in a live kernel only."""
     import ipywidgets as w
+
+    if not callable(function):
+        fail("live_explorer", "function", "a callable", function, error=TypeError)
 
     return w.interactive(function, **sliders)

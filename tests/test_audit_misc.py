@@ -167,3 +167,31 @@ def test_bad_input_is_a_clear_error(call, func, param, tmp_path):
         assert (match["func"], match["param"]) == (func, param), str(info.value)
     finally:
         plt.close("all")
+
+THEORY_CASES = [
+    ("first_layer_gradient-f16", lambda: theory.first_layer_gradient(net(), torch.rand(4, 3).half(), torch.rand(4)),
+     "first_layer_gradient", "x"),
+    ("first_layer_step-f64-y", lambda: theory.first_layer_step(net(), torch.rand(4, 3), torch.rand(4).double()),
+     "first_layer_step", "y"),
+    ("two_stage_train-f16", lambda: theory.two_stage_train(net(), torch.rand(8, 3).half(), torch.rand(8)),
+     "two_stage_train", "x"),
+    ("two_stage_train-x2", lambda: theory.two_stage_train(net(), torch.rand(8, 3), torch.rand(8),
+                                                          x2=torch.rand(8, 5), y2=torch.rand(8)), "two_stage_train",
+     "x2"),
+    ("fit_second_layer-mixed", lambda: theory.fit_second_layer(torch.rand(4, 3), torch.rand(5, 3).half(),
+                                                               torch.rand(5)), "fit_second_layer", "x"),
+    ("distill_first_layer_gradient-callback", lambda: theory.distill_first_layer_gradient(
+        theory.MultiIndexTask(3, 2, generator=0), net(), 4, steps=2, n_real=20, generator=0, callback=5),
+     "distill_first_layer_gradient", "callback"),
+    ("TwoLayerFit-features", lambda: theory.TwoLayerFit(torch.ones(2, 3), torch.ones(2), torch.ones(2), "relu")
+     .features(torch.ones(4, 5)), "TwoLayerFit.features", "x"),
+]
+
+
+@pytest.mark.parametrize("call, func, param", [c[1:] for c in THEORY_CASES], ids=[c[0] for c in THEORY_CASES])
+def test_theory_bad_input_is_a_clear_error(call, func, param):
+    with pytest.raises((TypeError, ValueError)) as info:
+        call()
+    match = FORM.match(str(info.value))
+    assert match, f"unclear message: {info.value}"
+    assert (match["func"], match["param"]) == (func, param), str(info.value)

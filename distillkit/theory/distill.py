@@ -143,6 +143,8 @@ def distill_first_layer_gradient(
     n_real = check_int(n_real, "n_real", func, low=1)
     learn_labels = check_bool(learn_labels, "learn_labels", func)
     progress = check_bool(progress, "progress", func)
+    if callback is not None and not callable(callback):
+        fail(func, "callback", "a callable or None", callback, error=TypeError)
     gen = check_generator(generator, func)
     x, y = _real_data(data, d, n_real, gen, func)
     if init == "real" and m > x.shape[0]:

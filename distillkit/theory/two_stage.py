@@ -103,13 +103,20 @@ def _check_net(net, func: str) -> TwoLayerNet:
     return net
 
 
-def _check_data(x, y, d: int, func: str, xname: str = "x", yname: str = "y"):
+def _check_data(x, y, d: int, func: str, xname: str = "x", yname: str = "y", like: torch.Tensor | None = None):
+    """``like``: the weights ``x`` and ``y`` meet in a product, whose dtype and device they must share."""
     x = check_tensor(x, xname, func, ndim=2, floating=True, min_rows=1)
     if x.shape[1] != d:
         fail(func, xname, f"a tensor with {d} columns (the network's input dimension)", x)
     y = check_tensor(y, yname, func, ndim=1, floating=True)
     if y.shape[0] != x.shape[0]:
         fail(func, yname, f"a tensor with one label per row of {xname} ({x.shape[0]} rows)", y)
+    if like is not None:
+        for name, t in ((xname, x), (yname, y)):
+            if t.dtype != like.dtype:
+                fail(func, name, f"a tensor of the weights' dtype {like.dtype}", t, error=TypeError)
+            if t.device != like.device:
+                fail(func, name, f"a tensor on the weights' device {like.device}", f"<a tensor on {t.device}>")
     return x, y
 
 
@@ -148,9 +155,12 @@ def first_layer_gradient(net: TwoLayerNet, x: torch.Tensor, y: torch.Tensor) -> 
     >>> first_layer_gradient(net, torch.randn(3, 4, generator=g), torch.randn(3, generator=g)).shape
     torch.Size([6, 4])
     """
-    func = "first_layer_gradient"
+    return _checked_gradient(net, x, y, "first_layer_gradient")
+
+
+def _checked_gradient(net, x, y, func: str) -> torch.Tensor:
     net = _check_net(net, func)
-    x, y = _check_data(x, y, net.W.shape[1], func)
+    x, y = _check_data(x, y, net.W.shape[1], func, like=net.W)
     return _gradient(net.W.detach(), net.b.detach(), net.a.detach(), net.activation, x, y)
 
 
@@ -184,10 +194,13 @@ def first_layer_step(
     >>> torch.allclose(W1.norm(dim=1), torch.ones(6))
     True
     """
-    func = "first_layer_step"
+    return _checked_step(net, x, y, eta, normalize, "first_layer_step")
+
+
+def _checked_step(net, x, y, eta, normalize, func: str) -> torch.Tensor:
     eta = check_float(eta, "eta", func, low=0.0, low_open=True)
     normalize = check_bool(normalize, "normalize", func)
-    w1 = -eta * first_layer_gradient(net, x, y)
+    w1 = -eta * _checked_gradient(net, x, y, func)
     if normalize:
         w1 = w1 / w1.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return w1
@@ -273,9 +286,12 @@ def fit_second_layer(
     >>> fit_second_layer(W, x, y, generator=0).predict(x[:3]).shape
     torch.Size([3])
     """
-    func = "fit_second_layer"
+    return _checked_fit(W, x, y, activation, lam, bias_std, bias, generator, "fit_second_layer", "x", "y")
+
+
+def _checked_fit(W, x, y, activation, lam, bias_std, bias, generator, func: str, xname: str, yname: str):
     W = check_tensor(W, "W", func, ndim=2, floating=True, min_rows=1)
-    x, y = _check_data(x, y, W.shape[1], func)
+    x, y = _check_data(x, y, W.shape[1], func, xname, yname, like=W)
     name = check_option(activation, "activation", func, ACTIVATIONS)
     lam = check_float(lam, "lam", func, low=0.0, low_open=True)
     bias_std = check_float(bias_std, "bias_std", func, low=0.0)
@@ -336,9 +352,9 @@ def two_stage_train(
     ((8, 4), (8,))
     """
     func = "two_stage_train"
-    w1 = first_layer_step(net, x, y, eta=eta, normalize=normalize)
+    w1 = _checked_step(net, x, y, eta, normalize, func)
     if (x2 is None) != (y2 is None):
         fail(func, "y2" if y2 is None else "x2", "given together with the other stage-2 tensor", None)
     if x2 is None:
-        x2, y2 = x, y
-    return fit_second_layer(w1, x2, y2, activation=net.activation, lam=lam, bias_std=bias_std, generator=generator)
+        return _checked_fit(w1, x, y, net.activation, lam, bias_std, None, generator, func, "x", "y")
+    return _checked_fit(w1, x2, y2, net.activation, lam, bias_std, None, generator, func, "x2", "y2")

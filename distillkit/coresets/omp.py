@@ -132,15 +132,13 @@ class _Factor:
 
 
 def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: float, tol: float | None) -> OMPResult:
-    d, n = A.shape
+    d = A.shape[0]
     dev = A.device
     b64 = b.double()
     b_norm = float(torch.linalg.vector_norm(b64))
-    col_norms = torch.linalg.vector_norm(A, dim=0).double().clamp_min(1e-300)  # (n,)
     eps_a = torch.finfo(A.dtype).eps
     rows = torch.zeros(k, d, dtype=torch.float64, device=dev)  # row i: the support's i-th atom, float64
     fac = _Factor(k, lam)
-    in_support = torch.zeros(n, dtype=torch.bool, device=dev)
     support: list[int] = []
     atb: list[float] = []  # a_i^T b for the support, in support order
     coef = torch.zeros(0, dtype=torch.float64)
@@ -155,17 +153,20 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
         if n_iter >= max_iter:
             stop = "iteration limit"
             break
-        corr = torch.mv(A.T, r.to(A.dtype))  # (n,) correlations with the residual: one pass over A
-        score = corr if positive else corr.abs()
-        score = score.masked_fill(in_support, -math.inf)
+        score = torch.mv(A.T, r.to(A.dtype))  # (n,) correlations with the residual: one pass over A
+        if not positive:
+            score.abs_()
+        if support:
+            score.index_fill_(0, torch.tensor(support, device=dev), -math.inf)
         j = int(score.argmax())  # first maximum: ties go to the lowest index
-        if float(score[j]) / float(col_norms[j]) <= 64 * eps_a * r_norm + 1e-12 * b_norm:
+        a = A[:, j].double()
+        a_sq = float(a @ a)
+        if float(score[j]) / max(math.sqrt(a_sq), 1e-300) <= 64 * eps_a * r_norm + 1e-12 * b_norm:
             stop = ("no atom has a positive correlation with the residual (the non-negative fit is optimal "
                     "over all atoms)" if positive else "the residual is orthogonal to every atom")
             break
-        a = A[:, j].double()
         m = len(support)
-        aa = float(a @ a) + lam
+        aa = a_sq + lam
         _, piv = fac.append((rows[:m] @ a).cpu(), aa)  # (m,) Gram column of the new atom
         if piv <= 1e-10 * aa:
             stop = "the best atom is linearly dependent on the chosen ones"
@@ -179,11 +180,8 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
                 stop = "the best atom does not improve the non-negative fit"
                 break
             coef = fit
-            in_support.zero_()
-            in_support[support] = True
         else:
             coef = fac.solve(torch.tensor(atb, dtype=torch.float64))
-            in_support[j] = True
         n_iter += 1
         r = b64 - rows[:len(support)].T @ coef.to(dev)
         r_norm = float(torch.linalg.vector_norm(r))

@@ -141,6 +141,8 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
     fac = _Factor(k, lam)
     support: list[int] = []
     atb: list[float] = []  # a_i^T b for the support, in support order
+    atb_t = torch.zeros(k, dtype=torch.float64)  # the same, as a tensor (plain OMP's support only grows)
+    picked = torch.zeros(k, dtype=torch.int64, device=dev)  # plain OMP's support, on the device
     coef = torch.zeros(0, dtype=torch.float64)
     r = b64.clone()
     r_norm = b_norm
@@ -156,8 +158,9 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
         score = torch.mv(A.T, r.to(A.dtype))  # (n,) correlations with the residual: one pass over A
         if not positive:
             score.abs_()
-        if support:
-            score.index_fill_(0, torch.tensor(support, device=dev), -math.inf)
+        if support:  # chosen atoms cannot be picked again
+            score.index_fill_(0, picked[:len(support)] if not positive else torch.tensor(support, device=dev),
+                              -math.inf)
         j = int(score.argmax())  # first maximum: ties go to the lowest index
         a = A[:, j].double()
         a_sq = float(a @ a)
@@ -174,6 +177,8 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
         rows[m] = a
         support.append(j)
         atb.append(float(a @ b64))
+        picked[m] = j
+        atb_t[m] = atb[-1]
         if positive:
             fit, support, atb = _nnls_step(fac, rows, support, atb, coef, b64, b_norm)
             if fit is None:  # numerically only: the theory gives the new atom a positive weight
@@ -181,7 +186,7 @@ def _omp_core(A: torch.Tensor, b: torch.Tensor, k: int, positive: bool, lam: flo
                 break
             coef = fit
         else:
-            coef = fac.solve(torch.tensor(atb, dtype=torch.float64))
+            coef = fac.solve(atb_t[:m + 1])
         n_iter += 1
         r = b64 - rows[:len(support)].T @ coef.to(dev)
         r_norm = float(torch.linalg.vector_norm(r))

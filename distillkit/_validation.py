@@ -28,6 +28,8 @@ __all__ = [
     "check_xy",
     "check_budget",
     "check_generator",
+    "check_labels",
+    "check_model",
     "describe",
 ]
 
@@ -133,10 +135,23 @@ def check_tensor(
     floating: bool | None = None,
     finite: bool = True,
     min_rows: int = 0,
+    min_ndim: int = 0,
+    half: bool = True,
 ) -> torch.Tensor:
-    """Check that ``x`` is a tensor with the given number of dims, kind and finiteness."""
+    """Check that ``x`` is a tensor with the given number of dims, kind and finiteness.
+
+    A tensor on the meta device (no data) is always refused. ``min_rows > 0`` also refuses a
+    0-D tensor (it has no rows); ``min_ndim`` is the least number of dimensions; ``half=False``
+    refuses float16 and bfloat16 (for computations that need float32 or float64).
+    """
     if not isinstance(x, torch.Tensor):
         fail(func, param, "a torch.Tensor", x, error=TypeError)
+    if x.device.type == "meta":
+        fail(func, param, "a tensor with data (not on the meta device)", f"<a meta tensor of shape {tuple(x.shape)}>")
+    if x.dim() < max(min_ndim, 1 if min_rows > 0 else 0):
+        need = max(min_ndim, 1)
+        fail(func, param, f"a tensor with at least {need} dimension{'s' if need > 1 else ''} (one row per example)",
+             x)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.dim() not in allowed:
@@ -146,6 +161,8 @@ def check_tensor(
         fail(func, param, "a floating-point tensor", x, error=TypeError)
     if floating is False and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         fail(func, param, "an integer tensor", x, error=TypeError)
+    if not half and x.dtype in (torch.float16, torch.bfloat16):
+        fail(func, param, "a float32 or float64 tensor", x, error=TypeError)
     if x.dim() > 0 and x.shape[0] < min_rows:
         fail(func, param, f"a tensor with at least {min_rows} rows", x)
     if finite and x.is_floating_point():
@@ -161,9 +178,10 @@ def check_tensor(
     return x
 
 
-def check_xy(x, y, func: str, *, x_ndim=None, y_required: bool = True, floating: bool = True):
+def check_xy(x, y, func: str, *, x_ndim=None, y_required: bool = True, floating: bool = True, min_ndim: int = 0,
+             half: bool = True):
     """Check a feature tensor and its int64 labels: same length, finite, 1-D labels >= 0."""
-    x = check_tensor(x, "x", func, ndim=x_ndim, floating=floating, min_rows=1)
+    x = check_tensor(x, "x", func, ndim=x_ndim, floating=floating, min_rows=1, min_ndim=min_ndim, half=half)
     if y is None:
         if y_required:
             fail(func, "y", "a 1-D int64 tensor of labels", y, error=TypeError)
@@ -205,3 +223,30 @@ def check_generator(generator, func: str, param: str = "generator") -> torch.Gen
     g = torch.Generator()
     g.manual_seed(int(generator))
     return g
+
+
+def check_labels(y: torch.Tensor, n_classes: int, func: str, why: str, param: str = "y") -> torch.Tensor:
+    """Labels ``y`` (already checked by :func:`check_xy`) must lie in [0, n_classes - 1]; ``why``
+    says where the number of classes comes from."""
+    if y.numel() and int(y.max()) >= n_classes:
+        fail(func, param, f"labels in [0, {n_classes - 1}] ({why})", f"<a maximum label of {int(y.max())}>")
+    return y
+
+
+def check_model(model, func: str, param: str = "model", *, like: torch.Tensor | None = None):
+    """``model`` must be an ``nn.Module``; with ``like``, its floating-point parameters must have
+    the dtype and device of ``like`` (the data it will read)."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        fail(func, param, "an nn.Module", model, error=TypeError)
+    if like is not None:
+        for p in model.parameters():
+            if p.device.type == "meta":
+                fail(func, param, "a model whose parameters hold data (not on the meta device)", "<a meta model>")
+            if p.device != like.device:
+                fail(func, param, f"a model on the device of x ({like.device})", f"<a model on {p.device}>")
+            if p.is_floating_point() and p.dtype != like.dtype:
+                fail(func, param, f"a model whose parameters have the dtype of x ({like.dtype})",
+                     f"<a model with {p.dtype} parameters>", note="Cast one to the other, e.g. model.to(x.dtype).")
+    return model

@@ -8,6 +8,11 @@ In the paper the neighbours are labelled and the candidates unlabelled examples;
 coreset from a fully labelled set every example is both (our reconstruction). The neighbours
 come from an exact, chunked k-nearest-neighbour search (:func:`knn`).
 
+Normalisation (a choice, stated): the authors' code L2-normalises the embeddings before the
+neighbour search (cosine neighbours). Here the default searches the features as given
+(Euclidean neighbours, ``normalize=False``), which is what the book's chapters use;
+``normalize=True`` L2-normalises every feature row first, as the authors do.
+
 Without ``model=`` and ``probs=`` the probabilities come from the proxy of
 :func:`~distillkit.coresets.proxy.train_proxy` (an MLP with one hidden layer), seeded by ``generator``.
 """
@@ -18,7 +23,7 @@ import torch
 
 from .._validation import check_bool, check_float, check_generator, check_int, check_option, check_tensor, fail
 from ._base import check_common, make_selection, register, resolve_features, select_by_score
-from .proxy import _check_probs, _fit_proxy, predict_proba
+from .proxy import _check_probs, _fit_proxy, _predict_proba, predict_proba
 
 __all__ = ["cal", "cal_scores", "knn"]
 
@@ -50,7 +55,7 @@ def knn(features: torch.Tensor, k: int, *, chunk_size: int = 1024) -> tuple[torc
     >>> knn(torch.tensor([[0.0], [1.0], [3.0]]), 1)[1].squeeze(1).tolist()
     [1, 0, 1]
     """
-    features = check_tensor(features, "features", "knn", ndim=2, floating=True, min_rows=2)
+    features = check_tensor(features, "features", "knn", ndim=2, floating=True, min_rows=2, half=False)
     k = check_int(k, "k", "knn", low=1, high=features.shape[0] - 1)
     return _knn(features, k, check_int(chunk_size, "chunk_size", "knn", low=1))
 
@@ -93,7 +98,8 @@ def _knn(f: torch.Tensor, k: int, chunk: int, progress: bool = False):  # progre
 
 
 def cal_scores(probs: torch.Tensor, features: torch.Tensor, *, k: int = 10, kl_direction: str = "neighbour||point",
-               eps: float = 1e-12, chunk_size: int = 1024, progress: bool = False) -> torch.Tensor:
+               eps: float = 1e-12, chunk_size: int = 1024, progress: bool = False,
+               normalize: bool = False) -> torch.Tensor:
     """CAL divergence: the mean KL between each example's prediction and its neighbours'.
 
     ``s_i = (1/k) sum_{j in kNN(i)} KL(p_j || p_i)``, with ``kNN(i)`` the ``k`` nearest other
@@ -117,6 +123,9 @@ def cal_scores(probs: torch.Tensor, features: torch.Tensor, *, k: int = 10, kl_d
         Block size of the kNN search and of the divergences.
     progress : bool
         A progress bar over the kNN blocks.
+    normalize : bool
+        L2-normalise every row of ``features`` before the neighbour search, as Margatina et
+        al.'s code does. Default False: Euclidean neighbours in the features as given.
 
     Returns
     -------
@@ -136,14 +145,17 @@ def cal_scores(probs: torch.Tensor, features: torch.Tensor, *, k: int = 10, kl_d
     """
     func = "cal_scores"
     probs = _check_probs(probs, func)
-    features = check_tensor(features, "features", func, ndim=2, floating=True, min_rows=2)
+    features = check_tensor(features, "features", func, ndim=2, floating=True, min_rows=2, half=False)
     if features.shape[0] != probs.shape[0]:
         fail(func, "features", f"a tensor with one row per row of probs ({probs.shape[0]})", features)
     k = check_int(k, "k", func, low=1, high=max(probs.shape[0] - 1, 1))
     kl_direction = check_option(kl_direction, "kl_direction", func, KL_DIRECTIONS)
     eps = check_float(eps, "eps", func, low=0.0, high=1.0, low_open=True, high_open=True)
     chunk_size = check_int(chunk_size, "chunk_size", func, low=1)
-    return _cal(probs, features, k, kl_direction, eps, chunk_size, check_bool(progress, "progress", func))
+    progress = check_bool(progress, "progress", func)
+    if check_bool(normalize, "normalize", func):
+        features = torch.nn.functional.normalize(features, dim=1)  # rows of norm 1 (a zero row stays zero)
+    return _cal(probs, features, k, kl_direction, eps, chunk_size, progress)
 
 
 def _cal(probs, features, k, kl_direction, eps, chunk_size, progress):
@@ -162,7 +174,7 @@ def _cal(probs, features, k, kl_direction, eps, chunk_size, progress):
 
 @register("cal")
 def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=None, progress=False, probs=None,
-        k=10, kl_direction="neighbour||point", eps=1e-12, chunk_size=1024, proxy_epochs=30):
+        k=10, kl_direction="neighbour||point", eps=1e-12, chunk_size=1024, proxy_epochs=30, normalize=False):
     """Contrastive Active Learning as a coreset: keep the examples with the highest CAL divergence.
 
     Every example is both a candidate and a neighbour (our reconstruction for a fully labelled
@@ -187,8 +199,9 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
         Progress bars over the proxy's epochs and the kNN blocks.
     probs : Tensor of shape (n, n_classes), optional
         Precomputed probabilities (``model``, if given, then only serves the features).
-    k, kl_direction, eps, chunk_size :
-        See :func:`cal_scores`.
+    k, kl_direction, eps, chunk_size, normalize :
+        See :func:`cal_scores` (``normalize=True`` follows the authors' L2-normalised embeddings;
+        the default does not normalise).
     proxy_epochs : int
 
     Returns
@@ -208,7 +221,7 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
     [2, 0]
     """
     func = "cal"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     progress = check_bool(progress, "progress", func)
     feats = resolve_features(x, features, model, func)
     proxy = probs is None and model is None
@@ -217,10 +230,10 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
         probs = predict_proba(_fit_proxy(space, y, proxy_epochs, generator, func, progress), space)
     else:
         check_generator(generator, func)
-        probs = predict_proba(model, x) if probs is None else _check_probs(probs, func, n_rows=x.shape[0])
+        probs = _predict_proba(model, x, 512, func) if probs is None else _check_probs(probs, func, n_rows=x.shape[0])
     k = check_int(k, "k", func, low=1, high=max(x.shape[0] - 1, 1))
     scores = cal_scores(probs, feats, k=k, kl_direction=kl_direction, eps=eps, chunk_size=chunk_size,
-                        progress=progress)
-    info = {"per_class": per_class, "k": k, "kl_direction": kl_direction, "proxy": proxy}
+                        progress=progress, normalize=normalize)
+    info = {"per_class": per_class, "k": k, "kl_direction": kl_direction, "proxy": proxy, "normalize": normalize}
     idx = select_by_score(scores, budget, y=y, order="top", per_class=per_class)
     return make_selection(idx, method=func, scores=scores, info=info)

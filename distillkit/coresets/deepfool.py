@@ -81,7 +81,7 @@ def deepfool_perturbation(model: nn.Module, x: torch.Tensor, *, max_iter: int = 
 
 
 def _check_deepfool(model, x, max_iter, overshoot, batch_size, progress, func):
-    x = check_tensor(x, "x", func, floating=True, min_rows=1)
+    x = check_tensor(x, "x", func, floating=True, min_rows=1, min_ndim=2)
     if not isinstance(model, nn.Module):
         fail(func, "model", "an nn.Module", model, error=TypeError)
     param = next(model.parameters(), None)
@@ -231,7 +231,7 @@ def deepfool(x, y, budget, *, per_class=True, features=None, model=None, generat
     >>> deepfool(x, y, 2, model=lin).indices.tolist()
     [0, 2]
     """
-    x, y, budget = check_common(x, y, budget, "deepfool", per_class=per_class)
+    x, y, budget = check_common(x, y, budget, "deepfool", per_class=per_class, progress=progress)
     progress = check_bool(progress, "progress", "deepfool")
     space, proxy = x, model is None
     if proxy:

@@ -35,7 +35,7 @@ __all__ = ["facility_location", "facility_location_naive", "cluster_sizes"]
 
 
 def _check_similarity(similarity, budget, func: str):
-    s = check_tensor(similarity, "similarity", func, ndim=2, floating=True, min_rows=1)
+    s = check_tensor(similarity, "similarity", func, ndim=2, floating=True, min_rows=1, half=False)
     if s.shape[0] != s.shape[1]:
         fail(func, "similarity", "a square (n, n) matrix", s)
     n_negative = int((s < 0).sum())
@@ -98,8 +98,30 @@ def cluster_sizes(similarity: torch.Tensor, indices: torch.Tensor) -> torch.Tens
     >>> cluster_sizes(s, torch.tensor([0, 2])).tolist()  # point 1 is closer to point 2
     [1.0, 2.0]
     """
-    s = similarity.detach()
-    idx = torch.as_tensor(indices, dtype=torch.int64).to(s.device)
+    func = "cluster_sizes"
+    s = check_tensor(similarity, "similarity", func, ndim=2, floating=True, min_rows=1, half=False).detach()
+    if s.shape[0] != s.shape[1]:
+        fail(func, "similarity", "a square (n, n) matrix", s)
+    idx = _check_indices(indices, s.shape[0], func)
+    return _cluster_sizes(s, idx.to(s.device))
+
+
+def _check_indices(indices, n: int, func: str) -> torch.Tensor:
+    """Distinct int64 row indices in [0, n - 1], at least one, 1-D (a tensor or a list of ints)."""
+    if not isinstance(indices, torch.Tensor):
+        try:
+            indices = torch.as_tensor(indices)
+        except (TypeError, ValueError, RuntimeError):
+            fail(func, "indices", "a 1-D integer tensor of row indices", indices, error=TypeError)
+    idx = check_tensor(indices, "indices", func, ndim=1, floating=False, min_rows=1).to(torch.int64)
+    if int(idx.min()) < 0 or int(idx.max()) >= n:
+        fail(func, "indices", f"row indices in [0, {n - 1}]", f"<indices from {int(idx.min())} to {int(idx.max())}>")
+    if idx.unique().numel() != idx.numel():
+        fail(func, "indices", "distinct row indices", f"<{idx.numel() - idx.unique().numel()} repeated indices>")
+    return idx
+
+
+def _cluster_sizes(s: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     n, k = s.shape[0], idx.numel()
     position = torch.full((n,), -1, dtype=torch.int64, device=s.device)
     position[idx] = torch.arange(k, device=s.device)
@@ -159,7 +181,7 @@ def _naive_greedy(rows: torch.Tensor, budget: int):
 
 def _result(s, picks, gains, evaluations, method, variant):
     idx = torch.tensor(picks, dtype=torch.int64)
-    sizes = cluster_sizes(s, idx)
+    sizes = _cluster_sizes(s, idx.to(s.device))
     return make_selection(idx, method=method, weights=sizes, gains=torch.tensor(gains, dtype=torch.float64),
                           info={"evaluations": evaluations, "optimizer": variant,
                                 "objective": float(sum(gains))}, dtype=torch.float64)

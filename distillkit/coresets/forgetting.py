@@ -26,10 +26,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .._validation import check_generator, check_int, check_tensor, check_xy, fail
+from .._validation import check_generator, check_int, check_model, check_tensor, check_xy, fail
 from ..train import train_model
 from ._base import check_common, make_selection, register, resolve_features, select_by_score
-from .proxy import train_proxy
+from .proxy import _check_outputs, _train_proxy
 
 __all__ = ["ForgettingRecorder", "forgetting_counts", "forgetting"]
 
@@ -232,7 +232,7 @@ def forgetting(x, y, budget, *, per_class=True, features=None, model=None, gener
     [1, 3]
     """
     func = "forgetting"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     gen = check_generator(generator, func)
     if history is not None:
         history = _check_history(history, func)
@@ -247,12 +247,14 @@ def forgetting(x, y, budget, *, per_class=True, features=None, model=None, gener
         if model is not None and not isinstance(model, nn.Module):
             fail(func, "model", "an nn.Module or None", model, error=TypeError)
         space = x if features is None else resolve_features(x, features, None, func)
+        if model is not None:
+            check_model(model, func, like=space)
+            _check_outputs(model, space, y, func)  # a label the model cannot output
         counts = torch.zeros(x.shape[0], dtype=torch.int64)
         for _ in range(runs):
             recorder = ForgettingRecorder(space, y)
             if model is None:
-                train_proxy(space, y, model_fn=model_fn, epochs=epochs, callback=recorder, generator=gen,
-                            progress=progress)
+                _train_proxy(space, y, model_fn, epochs, recorder, gen, progress, {}, func)
             else:
                 seed = int(torch.randint(0, 2**62, (1,), generator=gen))
                 train_model(copy.deepcopy(model), space, y.to(space.device), epochs=epochs, callback=recorder,

@@ -3,25 +3,40 @@
 Both methods work in a feature space (given directly, computed from a model, or the
 flattened inputs) and never look at a loss.
 
-* **Herding** (Welling, ICML 2009; used as a coreset baseline by Chen et al., UAI 2010 and
-  by the dataset-condensation papers) adds, one at a time, the point that brings the mean
-  of the selection closest to the mean of the data: an *argmin* of a distance.
+* **Herding**, as iCaRL implements it (Rebuffi et al., CVPR 2017, the rule the
+  dataset-condensation papers use as their herding baseline): add, one at a time, the point
+  that brings the mean of the selection closest to the mean of the data (greedy
+  running-mean matching, an *argmin* of a distance). Herding itself comes from Welling
+  (ICML 2009), whose rule is different: it keeps a weight vector ``w`` updated by
+  ``w += mu - f_chosen`` and picks ``argmax_i <w, f_i>`` (Chen, Welling & Smola, UAI 2010,
+  kernel herding); the two rules pick differently in general. The book's exercise
+  compares them.
 * **k-center greedy** (Gonzalez 1985; Sener & Savarese, ICLR 2018) adds, one at a time,
   the point farthest from the points already chosen. Its covering radius is at most twice
   the optimal k-center radius.
 
+Both are invariant to translating and rescaling the features, and both work on features
+centred on their (class) mean and scaled by a power of two to a largest entry in [0.5, 1)
+(the power of two is exact; the centring rounds once): features of magnitude 1e20 or 1e-30, whose squared norms
+overflow or underflow, or sharing an offset large against their spread, whose squared
+norms would swamp the differences in float32, select what the original features select.
+
 Both are memory-bound: one step reads the feature matrix once (one matrix-vector
 product) and keeps O(n) extra state (a score or a running minimum distance per point).
-No n x n or n x d temporary is ever built.
+Beyond one centred copy of the features of the class, no n x n or n x d temporary is built.
 
 References
 ----------
-- M. Welling. Herding dynamical weights to learn. ICML 2009.
+- S.-A. Rebuffi, A. Kolesnikov, G. Sperl, C. H. Lampert. iCaRL: incremental classifier and
+  representation learning. CVPR 2017 (the rule implemented by :func:`herding`).
+- M. Welling. Herding dynamical weights to learn. ICML 2009 (the origin of herding).
 - O. Sener and S. Savarese. Active learning for convolutional neural networks: a
   core-set approach. ICLR 2018.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -42,13 +57,35 @@ def _groups(y: torch.Tensor, budget: int, per_class: bool, func: str):
 
 
 def _prepare(x, y, budget, per_class, features, model, generator, progress, func):
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     check_bool(progress, "progress", func)
     gen = check_generator(generator, func)
     f = resolve_features(x, features, model, func).detach()  # (n, d); given features are checked there
     if features is None and model is not None:
         f = check_tensor(f, "features", func, ndim=2, floating=True)  # a model's output can be NaN
     return f, y, budget, gen
+
+
+def _ldexp(t: torch.Tensor, e: int) -> torch.Tensor:
+    """``t * 2**e``, exact, in steps whose factor every float dtype can represent."""
+    while e:
+        step = max(-60, min(60, e))
+        t = t * 2.0 ** step
+        e -= step
+    return t
+
+
+def _normalised(f: torch.Tensor):
+    """``(f - mean(f)) * 2**-e`` with the largest entry in [0.5, 1) in magnitude, and ``e``.
+
+    Selection by distances is invariant to both maps; the power of two is exact, so only
+    the centring rounds (once, in the dtype of ``f``)."""
+    g = f - f.mean(0)
+    top = float(g.abs().max()) if g.numel() else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return g, 0
+    e = math.frexp(top)[1]
+    return _ldexp(g, -e), e
 
 
 def _squared_norms(f: torch.Tensor, block: int = 8192) -> torch.Tensor:
@@ -112,13 +149,17 @@ def _k_center_core(f: torch.Tensor, k: int, first: int, progress: bool = False):
 @register("herding")
 def herding(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool = True, features=None, model=None,
             generator=None, progress: bool = False) -> Selection:
-    """Kernel herding: greedily match the mean of the selection to the mean of the data.
+    """Herding as in iCaRL: greedily match the mean of the selection to the mean of the data.
 
     Step t adds the not-yet-chosen point i that minimises
     ``|| mu - (sum_{j in S} f_j + f_i) / (t + 1) ||``, where ``mu`` is the mean feature of the
     class (``per_class=True``, exact budgets from :func:`class_budgets`) or of all data.
     Each step costs one pass over the features (O(n d)) thanks to a running sum; ties go
-    to the lowest index, so the result is deterministic.
+    to the lowest index, so the result is deterministic. This is the exemplar-selection rule
+    of iCaRL (Rebuffi et al. 2017), not Welling's herding (2009), which picks
+    ``argmax_i <w, f_i>`` for a weight vector updated by ``w += mu - f_chosen``.
+    Features are centred and scaled by a power of two internally (see the module docstring),
+    so the picks do not depend on the features' offset or scale.
 
     Parameters
     ----------
@@ -148,8 +189,10 @@ def herding(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool = 
 
     References
     ----------
-    - M. Welling. Herding dynamical weights to learn. ICML 2009.
-    - Y. Chen, M. Welling, A. Smola. Super-samples from kernel herding. UAI 2010.
+    - S.-A. Rebuffi, A. Kolesnikov, G. Sperl, C. H. Lampert. iCaRL: incremental classifier
+      and representation learning. CVPR 2017 (the rule implemented here).
+    - M. Welling. Herding dynamical weights to learn. ICML 2009 (herding's origin, a
+      different update rule).
 
     Examples
     --------
@@ -161,10 +204,11 @@ def herding(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool = 
     parts, gains = [], []
     for _, rows, k in _groups(y, budget, per_class, "herding"):
         block = f if rows is None else f.index_select(0, rows.to(f.device))  # (n_c, d) one class at a time
+        block, e = _normalised(block)
         local, g = _herding_core(block, k, progress)
         local = local.cpu()
         parts.append(local if rows is None else rows[local])
-        gains.append(g.cpu())
+        gains.append(_ldexp(g.cpu(), e))  # back to the units of the features
     return make_selection(torch.cat(parts), method="herding", gains=torch.cat(gains),
                           info={"per_class": per_class, "feature_dim": f.shape[1]})
 
@@ -226,10 +270,11 @@ def k_center_greedy(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class:
     parts, gains = [], []
     for _, rows, k in _groups(y, budget, per_class, "k_center_greedy"):
         block = f if rows is None else f.index_select(0, rows.to(f.device))  # (n_c, d)
+        block, e = _normalised(block)
         first = int(torch.randint(block.shape[0], (1,), generator=gen))
         local, g = _k_center_core(block, k, first, progress)
         local = local.cpu()
         parts.append(local if rows is None else rows[local])
-        gains.append(g.cpu())
+        gains.append(_ldexp(g.cpu(), e))  # back to the units of the features
     return make_selection(torch.cat(parts), method="kcenter", gains=torch.cat(gains),
                           info={"per_class": per_class, "feature_dim": f.shape[1]})

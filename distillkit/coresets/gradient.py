@@ -28,10 +28,18 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_bool, check_float, check_generator, check_tensor, fail
+from .._validation import check_bool, check_float, check_generator, check_int, check_tensor, fail
 from ..types import Selection
 from ._base import check_common, class_budgets, make_selection, register, resolve_features
-from .facility import _candidate_rows, _lazy_greedy, cluster_sizes, facility_location, facility_location_naive
+from .facility import (
+    _candidate_rows,
+    _cluster_sizes,
+    _lazy_greedy,
+    cluster_sizes,
+    facility_location,
+    facility_location_naive,
+)
+from .geometric import _ldexp, _normalised
 from .omp import OMPResult, _omp_core, orthogonal_matching_pursuit
 
 __all__ = [
@@ -56,7 +64,7 @@ def _blocks(y, budget, per_class, func):
 
 def _gradients(x, y, features, model, func):
     g = resolve_features(x, features, model, func, kind="gradient", y=y)
-    return check_tensor(g.detach(), "features", func, ndim=2, floating=True)
+    return check_tensor(g.detach(), "features", func, ndim=2, floating=True, half=False)
 
 
 def craig_similarity(g: torch.Tensor, *, block: int = 1024) -> torch.Tensor:
@@ -64,7 +72,11 @@ def craig_similarity(g: torch.Tensor, *, block: int = 1024) -> torch.Tensor:
 
     ``max_dist`` is the largest pairwise distance, so the most distant pair has similarity
     0 and ``s_ii = max_dist`` is the largest entry of every row. Memory: one (m, m) matrix
-    in the dtype of ``g`` (400 MB for m = 10,000 in float32).
+    in the dtype of ``g`` (400 MB for m = 10,000 in float32). Distances are computed on ``g``
+    centred on its mean and scaled by a power of two to a largest entry in [0.5, 1) (both
+    leave distances unchanged, up to the exact power of two undone at the end), so
+    gradients of magnitude 1e20 or 1e-30, or sharing a large offset, neither overflow nor
+    lose their differences.
 
     Parameters
     ----------
@@ -86,6 +98,14 @@ def craig_similarity(g: torch.Tensor, *, block: int = 1024) -> torch.Tensor:
     >>> craig_similarity(torch.tensor([[0.0], [1.0], [3.0]])).tolist()
     [[3.0, 2.0, 0.0], [2.0, 3.0, 1.0], [0.0, 1.0, 3.0]]
     """
+    func = "craig_similarity"
+    g = check_tensor(g, "g", func, ndim=2, floating=True, min_rows=1, half=False).detach()
+    block = check_int(block, "block", func, low=1)
+    return _craig_similarity(g, block)
+
+
+def _craig_similarity(g: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    g, e = _normalised(g)
     m = g.shape[0]
     dist = torch.empty(m, m, dtype=g.dtype, device=g.device)
     for start in range(0, m, block):
@@ -95,7 +115,8 @@ def craig_similarity(g: torch.Tensor, *, block: int = 1024) -> torch.Tensor:
         upper = square.triu(1)
         square.copy_(upper + upper.T)  # zero diagonal, symmetric within the block
         dist[start:stop, :start] = dist[:start, start:stop].T  # lower part mirrors it: exactly symmetric
-    return dist.neg_().add_(dist.min().neg())  # max_dist - dist, in place (max_dist = -min(-dist))
+    sim = dist.neg_().add_(dist.min().neg())  # max_dist - dist, in place (max_dist = -min(-dist))
+    return _ldexp(sim, e) if e else sim  # back to the units of g (exact)
 
 
 @register("craig")
@@ -151,7 +172,7 @@ def craig(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool = Tr
     ([2, 3], [3.0, 2.0])
     """
     func = "craig"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     check_bool(progress, "progress", func)
     check_generator(generator, func)
     g = _gradients(x, y, features, model, func)
@@ -159,11 +180,11 @@ def craig(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool = Tr
 
     parts, weights, gains, evaluations, objective = [], [], [], 0, 0.0
     for _, rows, k in tqdm(_blocks(y, budget, per_class, func), disable=not progress, desc="craig", leave=False):
-        sim = craig_similarity(g.index_select(0, rows.to(g.device)))  # (n_c, n_c)
+        sim = _craig_similarity(g.index_select(0, rows.to(g.device)))  # (n_c, n_c)
         picks, gain, evals = _lazy_greedy(_candidate_rows(sim), k)
         local = torch.tensor(picks, dtype=torch.int64)
         parts.append(rows[local])
-        weights.append(cluster_sizes(sim, local))
+        weights.append(_cluster_sizes(sim, local.to(sim.device)))
         gains.append(torch.tensor(gain, dtype=torch.float64))
         evaluations += evals
         objective += sum(gain)
@@ -252,7 +273,7 @@ def gradmatch(x: torch.Tensor, y: torch.Tensor, budget: int, *, per_class: bool 
     (6, True)
     """
     func = "gradmatch"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     check_bool(progress, "progress", func)
     check_generator(generator, func)
     lam = check_float(lam, "lam", func, low=0.0)

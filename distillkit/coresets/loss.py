@@ -19,10 +19,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_bool, check_float, check_generator, check_int, check_xy, fail
-from ._base import check_common, class_budgets, make_selection, register, resolve_features, select_by_score
+from .._validation import check_bool, check_float, check_generator, check_int, check_model, check_xy, fail
+from ._base import (
+    _check_model_input,
+    _output_linear,
+    check_common,
+    class_budgets,
+    make_selection,
+    register,
+    resolve_features,
+    select_by_score,
+)
 from .forgetting import ForgettingRecorder, forgetting, forgetting_counts
-from .proxy import _check_probs, predict_proba, train_proxy
+from .proxy import _check_outputs, _check_probs, _predict_proba, _train_proxy
 from .sensitivity import importance_sample, sensitivity, sensitivity_scores
 
 __all__ = ["el2n_scores", "grand_scores", "el2n", "grand", "ForgettingRecorder", "forgetting_counts", "forgetting",
@@ -53,7 +62,10 @@ def el2n_scores(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     >>> el2n_scores(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([1]))  # sqrt(0.25 + 0.49 + 0.04)
     tensor([0.8832])
     """
-    func = "el2n_scores"
+    return _el2n_scores(probs, y, "el2n_scores")
+
+
+def _el2n_scores(probs, y, func):
     probs = _check_probs(probs, func, ndim=(2, 3))
     p3 = probs if probs.dim() == 3 else probs.unsqueeze(0)  # (M, n, C)
     y = check_xy(p3[0], y, func)[1]
@@ -97,14 +109,17 @@ def grand_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, last_lay
     >>> grand_scores(lin, torch.tensor([[3.0, 4.0]]), torch.tensor([0]))  # ||(p - e_y)|| * sqrt(1 + ||x||^2)
     tensor([3.6056])
     """
+    return _grand_scores(model, x, y, last_layer, batch_size, "grand_scores")
+
+
+def _grand_scores(model, x, y, last_layer, batch_size, func):
     from torch.func import functional_call, grad, vmap
 
-    func = "grand_scores"
-    if not isinstance(model, nn.Module):
-        fail(func, "model", "an nn.Module", model, error=TypeError)
+    x = _check_model_input(model, x, func)
     x, y = check_xy(x, y, func)
     last_layer = check_bool(last_layer, "last_layer", func)
     batch_size = check_int(batch_size, "batch_size", func, low=1)
+    _check_outputs(model, x, y, func)  # a label the model cannot output, before any gradient
     named = dict(model.named_parameters())
     if last_layer:
         head = _output_linear(model, x[:1], func)
@@ -132,26 +147,6 @@ def grand_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, last_lay
     finally:
         model.train(was_training)
     return torch.cat(out)
-
-
-@torch.no_grad()
-def _output_linear(model: nn.Module, x1: torch.Tensor, func: str) -> nn.Linear:
-    """The ``nn.Linear`` that runs last in a forward pass (the classifier, whatever the
-    order in which the layers were registered)."""
-    called = []
-    handles = [m.register_forward_hook(lambda mod, inp, out: called.append(mod))
-               for m in model.modules() if isinstance(m, nn.Linear)]
-    was_training = model.training
-    try:
-        model.eval()
-        model(x1)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    if not called:
-        fail(func, "model", "a network with an nn.Linear layer when last_layer=True", model, error=TypeError)
-    return called[-1]
 
 
 def _keep_top(scores, budget, y, per_class, drop_top, func):
@@ -183,13 +178,14 @@ def _proxies(x, y, features, model, n_models, epochs, model_fn, generator, progr
     if model is not None:
         if not isinstance(model, nn.Module):
             fail(func, "model", "an nn.Module or None", model, error=TypeError)
+        check_model(model, func, like=space)
+        _check_outputs(model, space, y, func)  # a label the model cannot output
         check_generator(generator, func)
         return [model], space
     n_models = check_int(n_models, "n_models", func, low=1)
     epochs = check_int(epochs, "epochs", func, low=0)
     gen = check_generator(generator, func)
-    return [train_proxy(space, y, model_fn=model_fn, epochs=epochs, generator=gen, progress=progress)
-            for _ in range(n_models)], space
+    return [_train_proxy(space, y, model_fn, epochs, None, gen, progress, {}, func) for _ in range(n_models)], space
 
 
 @register("el2n")
@@ -227,7 +223,7 @@ def el2n(x, y, budget, *, per_class=True, features=None, model=None, generator=N
     [1, 3]
     """
     func = "el2n"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     if probs is not None:
         if model is not None or features is not None:
             fail(func, "probs", "None when model= or features= is given (give one source of probabilities)", probs)
@@ -235,8 +231,8 @@ def el2n(x, y, budget, *, per_class=True, features=None, model=None, generator=N
         probs = _check_probs(probs, func, ndim=(2, 3), n_rows=x.shape[0])
     else:
         models, space = _proxies(x, y, features, model, n_models, epochs, model_fn, generator, progress, func)
-        probs = torch.stack([predict_proba(m, space) for m in models])
-    scores = el2n_scores(probs, y)
+        probs = torch.stack([_predict_proba(m, space, 512, func) for m in models])
+    scores = _el2n_scores(probs, y, func)
     idx = _keep_top(scores, budget, y, per_class, drop_top, func)
     return make_selection(idx, method=func, scores=scores, info={"per_class": per_class, "drop_top": drop_top})
 
@@ -275,10 +271,10 @@ def grand(x, y, budget, *, per_class=True, features=None, model=None, generator=
     4
     """
     func = "grand"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     check_bool(last_layer, "last_layer", func)
     models, space = _proxies(x, y, features, model, n_models, epochs, model_fn, generator, progress, func)
-    scores = torch.stack([grand_scores(m, space, y, last_layer=last_layer) for m in models]).mean(0)
+    scores = torch.stack([_grand_scores(m, space, y, last_layer, 128, func) for m in models]).mean(0)
     idx = _keep_top(scores, budget, y, per_class, drop_top, func)
     info = {"per_class": per_class, "drop_top": drop_top, "last_layer": last_layer}
     return make_selection(idx, method=func, scores=scores, info=info)

@@ -19,7 +19,7 @@ def random_selection(x, y, budget, *, per_class=True, features=None, model=None,
     >>> x = torch.zeros(10, 2); y = torch.tensor([0] * 5 + [1] * 5)
     >>> sorted(random_selection(x, y, 4, generator=0).indices.tolist())  # doctest: +SKIP
     """
-    x, y, budget = check_common(x, y, budget, "random_selection", per_class=per_class)
+    x, y, budget = check_common(x, y, budget, "random_selection", per_class=per_class, progress=progress)
     gen = check_generator(generator, "random_selection")
     if features is not None:  # not used, but a caller who passes them gets them checked
         resolve_features(x, features, None, "random_selection")

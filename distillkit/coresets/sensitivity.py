@@ -73,7 +73,7 @@ def sensitivity_scores(features: torch.Tensor, *, n_centers: int = 10, alpha: fl
     tensor([2., 2., 4.])
     """
     func = "sensitivity_scores"
-    features = check_tensor(features, "features", func, ndim=2, floating=True, min_rows=1)
+    features = check_tensor(features, "features", func, ndim=2, floating=True, min_rows=1, half=False)
     n_centers = check_int(n_centers, "n_centers", func, low=1)
     k = min(n_centers, features.shape[0])
     alpha = 16 * (math.log(k) + 2) if alpha is None else check_float(alpha, "alpha", func, low=1.0)
@@ -235,7 +235,7 @@ def sensitivity(x, y, budget, *, per_class=True, features=None, model=None, gene
     (6, True)
     """
     func = "sensitivity"
-    x, y, budget = check_common(x, y, budget, func, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, func, per_class=per_class, progress=progress)
     gen = check_generator(generator, func)
     feats = resolve_features(x, features, model, func)
     k_centers = check_int(n_centers, "n_centers", func, low=1)

@@ -24,7 +24,7 @@ from torch import nn
 
 from .._validation import check_bool, check_generator, fail
 from ._base import check_common, make_selection, register, resolve_features, select_by_score
-from .proxy import _check_probs, _fit_proxy, predict_proba
+from .proxy import _check_probs, _fit_proxy, _predict_proba, predict_proba
 
 __all__ = [
     "least_confidence_scores",
@@ -124,7 +124,7 @@ def _probabilities(x, y, features, model, probs, proxy_epochs, generator, progre
     if model is not None:
         if not isinstance(model, nn.Module):
             fail(func, "model", "an nn.Module or None", model, error=TypeError)
-        return _check_probs(predict_proba(model, space), func, "model"), "model"
+        return _check_probs(_predict_proba(model, space, 512, func), func, "model"), "model"
     proxy = _fit_proxy(space, y, proxy_epochs, generator, func, progress)
     return predict_proba(proxy, space), f"proxy MLP, {proxy_epochs} epochs"
 
@@ -133,7 +133,7 @@ _SCORES = {"least_confidence": least_confidence_scores, "entropy": entropy_score
 
 
 def _uncertainty(kind, x, y, budget, per_class, features, model, generator, progress, probs, proxy_epochs):
-    x, y, budget = check_common(x, y, budget, kind, per_class=per_class)
+    x, y, budget = check_common(x, y, budget, kind, per_class=per_class, progress=progress)
     progress = check_bool(progress, "progress", kind)
     if model is not None or probs is not None:
         check_generator(generator, kind)  # validated even when nothing is random

@@ -22,7 +22,9 @@ PAPER      The papers' protocol on MNIST (Zhao et al., ICLR 2021): ConvNet-3 wid
            ``schedule="reference"`` (the reference ``evaluate_synset`` loop: 301 passes
            without augmentation, 1,001 with), the full test split, validation 100 per
            class, pool all other training images. It needs a GPU beyond tiny sets.
-CPU        The old name of MNIST (the same object).
+CPU        The book's earlier CPU protocol (ConvNet-3 width 32, 100 epochs, no minimum
+           number of steps, the caller's own test set), kept unchanged for the chapters that
+           have not moved to DIGITS / MNIST yet: their stored results were measured with it.
 =========  ================================================================================
 
 The CPU protocols train ``max(epochs, ceil(steps / batches_per_epoch))`` epochs, so a set of
@@ -182,7 +184,7 @@ class Protocol:
     # --- measuring -----------------------------------------------------------------------
 
     def evaluate(self, x, y, x_test=None, y_test=None, *, weights=None, seeds=None, augment=None,
-                 on: str = "test", n_classes: int = 10, **overrides) -> EvalResult:
+                 on: str = "test", n_classes: int | None = None, **overrides) -> EvalResult:
         """Train one fresh network per seed on ``(x, y)`` and measure it on the protocol's
         test set (``on="test"``) or validation split (``on="validation"``, for every choice
         of a hyperparameter).
@@ -201,7 +203,8 @@ class Protocol:
         augment : callable ``(x_batch, generator) -> x_batch``, optional
             Training augmentation; trains ``augment_epochs`` epochs when the protocol has them.
         on : {"test", "validation"}
-        n_classes : int
+        n_classes : int, optional
+            Outputs of the network; default: the largest test label + 1.
         **overrides :
             Deprecated: changes to the schedule; use :meth:`variant` instead.
 
@@ -230,6 +233,8 @@ class Protocol:
         options.update(overrides)
         if augment is not None:
             options["augment"] = augment
+        if n_classes is None:
+            n_classes = int(y_test.max()) + 1 if y_test.numel() else 10
         model_fn = self.model_fn(x.shape[1], n_classes, x.shape[-1])
         result = evaluate_set(model_fn, x, y, x_test, y_test, weights=weights, seeds=tuple(seeds), **options)
         record = {**asdict(self), **result.protocol, "evaluated_on": on, "overrides": sorted(overrides)}
@@ -294,4 +299,4 @@ DIGITS = Protocol("digits", dataset="digits", width=32, depth=2, epochs=100, ste
 MNIST = Protocol("mnist", dataset="mnist", width=32, epochs=100, steps=300, pool_per_class=500, test_per_class=200)
 FASHION = dataclasses.replace(MNIST, name="fashion", dataset="fashion")
 PAPER = Protocol("paper", dataset="mnist", width=128, epochs=300, schedule="reference", augment_epochs=1000)
-CPU = MNIST
+CPU = Protocol("cpu", dataset="mnist", width=32, epochs=100)

@@ -43,7 +43,7 @@ def test_mnist_splits_are_fixed_stratified_and_disjoint(mnist_root):
     d = _check_disjoint_and_fixed(MNIST, (5000, 1000, 2000))
     assert torch.bincount(d.y).tolist() == [500] * 10 and torch.bincount(d.y_test).tolist() == [200] * 10
     assert abs(float(d.x.mean())) < 0.05  # normalised
-    assert CPU is MNIST and FASHION.dataset == "fashion" and FASHION.data().x.shape == (5000, 1, 28, 28)
+    assert CPU.name == "cpu" and CPU.steps is None and CPU.epochs == 100 and FASHION.dataset == "fashion" and FASHION.data().x.shape == (5000, 1, 28, 28)
 
 
 def test_stratified_draws_are_disjoint_and_cover():

@@ -4,7 +4,7 @@ Subpackages are named by concept: :mod:`distillkit.coresets`, :mod:`distillkit.d
 :mod:`distillkit.robust`, :mod:`distillkit.theory`.
 """
 
-from .evaluate import EvalResult, accuracy, evaluate_set
+from .evaluate import EvalResult, accuracy, class_size_weights, evaluate_set, majority_rate
 from .train import train_model
 from .types import Selection, SyntheticSet
 from .utils import default_device, seed_everything
@@ -16,8 +16,10 @@ __all__ = [
     "Selection",
     "SyntheticSet",
     "accuracy",
+    "class_size_weights",
     "default_device",
     "evaluate_set",
+    "majority_rate",
     "seed_everything",
     "train_model",
     "__version__",

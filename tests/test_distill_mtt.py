@@ -94,13 +94,27 @@ def test_step_size_stays_positive_where_the_reference_goes_negative():
 
 def test_nan_guard_skips_the_update_and_keeps_the_images_finite():
     x, y = toy()
+    good = hand_buffer().trajectories[0]
+    theta = good[0]
+    buf = ExpertBuffer(torch.stack([torch.stack([theta, theta]), good]))  # expert 0: target == start, 0 / 0
+    s = mtt(x, y, 2, experts=buf, model_fn=mlp, steps=8, syn_steps=2, expert_epochs=1, lr_img=1.0,
+            callback_every=1, generator=0)
+    skipped = s.info["skipped"]
+    assert 0 < len(skipped) < 8  # some steps drew the degenerate expert, some the good one
+    snaps = dict(s.history)
+    for step in range(1, 9):
+        assert math.isfinite(s.info["losses"][step - 1]) == (step not in skipped)
+        if step in skipped:  # no update at a skipped step
+            assert torch.equal(snaps[step], snaps[step - 1])
+    assert torch.isfinite(s.x).all() and not torch.equal(s.x, s.history[0][1])
+
+
+def test_every_step_skipped_is_an_error_not_a_result():
+    x, y = toy()
     theta = hand_buffer().trajectories[0, 0]
-    buf = ExpertBuffer(torch.stack([theta, theta])[None])  # target == start: 0 in the denominator
-    s = mtt(x, y, 2, experts=buf, model_fn=mlp, steps=3, syn_steps=2, expert_epochs=1, lr_img=1.0, generator=0)
-    assert s.info["skipped"] == [1, 2, 3]
-    assert not math.isfinite(s.info["losses"][0])
-    assert torch.equal(s.x, s.history[0][1]) and torch.isfinite(s.x).all()
-    assert s.lr == pytest.approx(0.01)
+    buf = ExpertBuffer(torch.stack([theta, theta])[None])  # target == start: 0 in the denominator at every step
+    with pytest.raises(FloatingPointError, match="mtt: every one of its 3 steps .* skipped"):
+        mtt(x, y, 2, experts=buf, model_fn=mlp, steps=3, syn_steps=2, expert_epochs=1, lr_img=1.0, generator=0)
 
 
 def test_expert_buffer_size_is_exact_and_matches_the_tensor():

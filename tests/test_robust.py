@@ -324,7 +324,7 @@ def test_kmeans_grouping_is_deterministic_and_validated():
     groups = GroupCVaRTarget(grouping="kmeans", generator=0).groups(net, x_real, y_real, x_syn, y_syn)
     assert groups.unique().tolist() == [0, 1, 2, 3]
     assert set(groups[y_real == 0].tolist()) == {0, 1}  # two clusters per class, per class
-    with pytest.raises(ValueError, match="'x_syn' parameter of GroupCVaRTarget must be between 1 and 2"):
+    with pytest.raises(ValueError, match="'x_syn' parameter of GroupCVaRTarget.gradient_loss must be between 1 and 2"):
         GroupCVaRTarget(grouping="kmeans").gradient_loss(net, x_real[:4], y_real[:4], x_syn.repeat(2, 1),
                                                          y_syn.repeat(2))
 

@@ -13,12 +13,22 @@ and widgets can watch the synthetic images evolve; the library itself never prin
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .._validation import check_bool, check_float, check_generator, check_int, check_option, check_xy, fail
+from .._validation import (
+    check_bool,
+    check_float,
+    check_generator,
+    check_int,
+    check_option,
+    check_tensor,
+    check_xy,
+    fail,
+)
 from ..types import SyntheticSet
 from .augment import _parse_strategy
 
@@ -47,10 +57,36 @@ def distill(method: str, x: torch.Tensor, y: torch.Tensor, ipc: int, **options) 
     return METHODS[method](x, y, ipc, **options)
 
 
+MAX_CLASSES = 1 << 16  # the default networks have one output per label up to the largest: refuse absurd labels
+
+
+def _check_data(x, y, func: str, *, x_ndim=(2, 4)):
+    """``x`` float32/float64 with data (not meta), ``y`` int64 labels, as :func:`check_xy` checks them.
+
+    float16 and bfloat16 are refused: the image optimisers (Adam's epsilon, SGD's small steps)
+    underflow in half precision and the images become infinite or NaN."""
+    for name, t in (("x", x), ("y", y)):
+        if isinstance(t, torch.Tensor) and t.device.type == "meta":
+            fail(func, name, "a tensor with data (not on the meta device)",
+                 f"<a meta tensor of shape {tuple(t.shape)}>")
+    if x_ndim is None and isinstance(x, torch.Tensor) and x.dim() < 2:
+        fail(func, "x", "a tensor of shape (n, ...) with at least 2 dimensions", x)
+    x, y = check_xy(x, y, func, x_ndim=x_ndim)
+    if x.dtype not in (torch.float32, torch.float64):
+        fail(func, "x", "a float32 or float64 tensor", x, error=TypeError)
+    return x, y
+
+
+def _check_label_range(y: torch.Tensor, func: str, why: str = "the default network has one output per label "
+                       "up to the largest") -> None:
+    if int(y.max()) >= MAX_CLASSES:
+        fail(func, "y", f"labels in [0, {MAX_CLASSES - 1}] ({why})", f"<a maximum label of {int(y.max())}>")
+
+
 def check_ipc(x: torch.Tensor, y: torch.Tensor, ipc, func: str):
-    """Validate ``(x, y, ipc)``: images (n, c, h, w) or vectors (n, d), and ``ipc`` no larger
-    than the smallest class. Returns ``(x, y, ipc, classes)``."""
-    x, y = check_xy(x, y, func, x_ndim=(2, 4))
+    """Validate ``(x, y, ipc)``: images (n, c, h, w) or vectors (n, d) in float32 or float64, and
+    ``ipc`` no larger than the smallest class. Returns ``(x, y, ipc, classes)``."""
+    x, y = _check_data(x, y, func)
     classes, counts = torch.unique(y.cpu(), return_counts=True)
     smallest = int(counts.min())
     ipc = check_int(ipc, "ipc", func, low=1)
@@ -65,13 +101,30 @@ def init_synthetic(x: torch.Tensor, y: torch.Tensor, ipc: int, *, init: str = "r
     """``ipc`` synthetic examples per class: random real examples (``init="real"``) or
     standard Gaussian noise (``init="noise"``). Labels are sorted by class.
 
+    ``ipc`` must not exceed the size of the smallest class (else every class could not get
+    ``ipc`` distinct real images).
+
     Returns
     -------
     x_syn : Tensor of shape (n_classes * ipc, ...), on x's device, a fresh leaf tensor
     y_syn : Tensor of shape (n_classes * ipc,), int64
+
+    Examples
+    --------
+    >>> x_syn, y_syn = init_synthetic(torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1]), 2, generator=0)
+    >>> tuple(x_syn.shape), y_syn.tolist()
+    ((4, 3), [0, 0, 1, 1])
     """
+    if not isinstance(func, str):
+        fail("init_synthetic", "func", "a str (the public function named in error messages)", func, error=TypeError)
+    x, y, ipc, _ = check_ipc(x, y, ipc, func)
     init = check_option(init, "init", func, ("real", "noise"))
     gen = check_generator(generator, func)
+    return _init_synthetic(x, y, ipc, init, gen)
+
+
+def _init_synthetic(x, y, ipc: int, init: str, gen: torch.Generator):
+    """:func:`init_synthetic` on validated inputs."""
     y_cpu = y.cpu()
     classes = torch.unique(y_cpu).tolist()
     xs, ys = [], []
@@ -87,16 +140,37 @@ def init_synthetic(x: torch.Tensor, y: torch.Tensor, ipc: int, *, init: str = "r
 
 
 class ClassSampler:
-    """Draw random real batches of one class, from a CPU generator (same draws on CPU and GPU)."""
+    """Draw random real batches of one class, from a CPU generator (same draws on CPU and GPU).
+
+    Examples
+    --------
+    >>> sampler = ClassSampler(torch.tensor([0, 1, 0, 1, 0]))
+    >>> sorted(sampler.sample(0, 2, torch.Generator().manual_seed(0)).tolist()) in ([0, 2], [0, 4], [2, 4])
+    True
+    """
 
     def __init__(self, y: torch.Tensor):
+        func = "ClassSampler"
+        if isinstance(y, torch.Tensor) and y.device.type == "meta":
+            fail(func, "y", "a tensor with data (not on the meta device)", f"<a meta tensor of shape {tuple(y.shape)}>")
+        y = check_tensor(y, "y", func, ndim=1, floating=False, min_rows=1)
+        if y.dtype != torch.int64:
+            fail(func, "y", "an int64 tensor of class labels", y, error=TypeError)
         y_cpu = y.cpu()
         self.classes = torch.unique(y_cpu).tolist()
         self.members = {c: (y_cpu == c).nonzero().squeeze(1) for c in self.classes}
 
     def sample(self, c: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """Indices of ``min(size, n_c)`` distinct random examples of class ``c`` (CPU int64)."""
-        members = self.members[c]
+        func = "ClassSampler.sample"
+        members = self.members.get(c) if isinstance(c, int) and not isinstance(c, bool) else None
+        if members is None:
+            fail(func, "c", f"one of the classes {self.classes}", c,
+                 error=ValueError if isinstance(c, int) else TypeError)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            check_int(size, "size", func, low=1)
+        if not isinstance(generator, torch.Generator):
+            generator = check_generator(generator, func)
         if size >= members.numel():
             return members[torch.randperm(members.numel(), generator=generator)]
         return members[torch.randperm(members.numel(), generator=generator)[:size]]
@@ -114,6 +188,8 @@ def _check_common(x, y, ipc, func, *, model_fn, steps, lr_img, batch_real, init,
                   robust, robust_method, callback, callback_every, progress, generator):
     """Validate the options DC, DSA and DM share; returns the validated values."""
     x, y, ipc, classes = check_ipc(x, y, ipc, func)
+    if model_fn is None:
+        _check_label_range(y, func)
     steps = check_int(steps, "steps", func, low=1)
     lr_img = check_float(lr_img, "lr_img", func, low=0.0, low_open=True)
     batch_real = check_int(batch_real, "batch_real", func, low=1)
@@ -130,6 +206,41 @@ def _check_common(x, y, ipc, func, *, model_fn, steps, lr_img, batch_real, init,
     check_bool(progress, "progress", func)
     gen = check_generator(generator, func)
     return x, y, ipc, classes, steps, lr_img, batch_real, init, dsa, parts, every, gen
+
+
+def _takes_generator(method) -> bool:
+    """Whether a robust hook accepts ``generator=`` (then the method passes its own generator, so
+    a randomised target, e.g. k-means subgroups, is reproducible under the method's seed)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "generator" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _check_step(func: str, step: int, loss: torch.Tensor, x_syn: torch.Tensor, x: torch.Tensor) -> None:
+    """DC, DSA, DM: refuse an image step whose loss or gradient is not finite (it would turn the
+    synthetic images into NaN) with an error naming the function, the step and the cause."""
+    grad = x_syn.grad
+    if bool(torch.isfinite(loss.detach())) and (grad is None or bool(torch.isfinite(grad).all())):
+        return
+    what = f"loss ({float(loss.detach())})" if not bool(torch.isfinite(loss.detach())) else "gradient of the images"
+    raise FloatingPointError(
+        f"{func} stopped at step {step}: the matching {what} is not finite, so the image step would make the "
+        f"synthetic images NaN. The real inputs x reach a magnitude of {float(x.detach().abs().max()):.3g}: "
+        "standardise them, or lower lr_img.")
+
+
+def _check_final(func: str, x_syn: torch.Tensor, skipped: list | None = None, steps: int | None = None) -> None:
+    """Never return non-finite images, nor unchanged images after every step was skipped."""
+    if skipped is not None and steps is not None and len(skipped) == steps:
+        raise FloatingPointError(
+            f"{func}: every one of its {steps} steps had a non-finite loss or gradient and was skipped, so the "
+            "synthetic images are their initialisation. Check the inputs' scale and the learning rates.")
+    if not bool(torch.isfinite(x_syn.detach()).all()):
+        raise FloatingPointError(
+            f"{func}: the synthetic images became non-finite (NaN or infinite) during the optimisation. "
+            "Lower the learning rates or standardise the inputs x.")
 
 
 def _seed(gen: torch.Generator) -> int:

@@ -75,6 +75,17 @@ class AugParams:
     u: torch.Tensor
 
 
+def _check_images(x, param: str, func: str) -> torch.Tensor:
+    """Images (b, c, h, w) in float32 or float64 holding data (float16 resampling is not
+    implemented on every device, and the meta device has no data)."""
+    if isinstance(x, torch.Tensor) and x.device.type == "meta":
+        fail(func, param, "a tensor with data (not on the meta device)", f"<a meta tensor of shape {tuple(x.shape)}>")
+    x = check_tensor(x, param, func, ndim=4, floating=True, finite=False)
+    if x.dtype not in (torch.float32, torch.float64):
+        fail(func, param, "a float32 or float64 tensor", x, error=TypeError)
+    return x
+
+
 def _parse_strategy(strategy, func: str, param: str = "strategy") -> list[str]:
     expectation = "families from " + ", ".join(repr(f) for f in FAMILIES) + " joined by '_'"
     if not isinstance(strategy, str):
@@ -145,7 +156,7 @@ def apply_aug(x: torch.Tensor, params: AugParams) -> torch.Tensor:
     True
     """
     func = "apply_aug"
-    x = check_tensor(x, "x", func, ndim=4, floating=True, finite=False)
+    x = _check_images(x, "x", func)
     if not isinstance(params, AugParams):
         fail(func, "params", "an AugParams", params, error=TypeError)
     if params.family not in FAMILIES or params.u.dim() != 2 or params.u.shape[1] != _N_DRAWS[params.family]:
@@ -237,8 +248,8 @@ def siamese_augment(x_real: torch.Tensor, x_syn: torch.Tensor, *, strategy: str 
     True
     """
     func = "siamese_augment"
-    x_real = check_tensor(x_real, "x_real", func, ndim=4, floating=True, finite=False)
-    x_syn = check_tensor(x_syn, "x_syn", func, ndim=4, floating=True, finite=False)
+    x_real = _check_images(x_real, "x_real", func)
+    x_syn = _check_images(x_syn, "x_syn", func)
     if x_syn.shape[1:] != x_real.shape[1:]:
         fail(func, "x_syn", f"images of shape {tuple(x_real.shape[1:])} like x_real", x_syn)
     if params is None:
@@ -268,6 +279,6 @@ def dsa_augment(x: torch.Tensor, generator=None, strategy: str = DEFAULT_STRATEG
     torch.Size([5, 1, 8, 8])
     """
     func = "dsa_augment"
-    x = check_tensor(x, "x", func, ndim=4, floating=True, finite=False)
+    x = _check_images(x, "x", func)
     params = _sample(_parse_strategy(strategy, func), x.shape[0], check_generator(generator, func))
     return _apply(x, params)

@@ -23,12 +23,15 @@ from ..types import SyntheticSet
 from ._base import (
     ClassSampler,
     _check_common,
+    _check_final,
     _check_model,
+    _check_step,
     _default_model_fn,
+    _init_synthetic,
     _new_net,
     _result,
     _snapshot,
-    init_synthetic,
+    _takes_generator,
     register,
 )
 from .augment import DEFAULT_STRATEGY, _apply, _sample
@@ -102,7 +105,8 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
         Hook for robust distillation: when given, the real-side loss whose gradient is the
         target is ``robust.gradient_loss(net, x_real_c, y_real_c, x_syn_c, y_syn_c)`` (a
         scalar tensor), called per class after the Siamese augmentation of both batches.
-        The default is the mean cross-entropy of ``net(x_real_c)``.
+        The default is the mean cross-entropy of ``net(x_real_c)``. A ``gradient_loss`` that
+        accepts ``generator=`` is given this call's generator (reproducible randomised targets).
     per_class_step : bool
         Take one image step per class instead of one per outer loop (less memory).
     vectorize : bool, optional
@@ -121,6 +125,12 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
     SyntheticSet
         ``history`` holds ``(step, x_syn)`` snapshots; ``info`` the ``losses``, the ``times``
         of the steps, their mean ``time_per_step`` and the ``hyperparameters``.
+
+    Raises
+    ------
+    FloatingPointError
+        If a matching step's loss or image gradient is not finite (for example inputs of
+        magnitude 1e30): the images are never stepped into NaN.
 
     References
     ----------
@@ -188,9 +198,10 @@ def _dc(func, x, y, ipc, *, model_fn=None, steps=1000, outer_loop=None, inner_lo
 
     from tqdm.auto import trange
 
-    x_syn, y_syn = init_synthetic(x, y, ipc, init=init, generator=gen, func=func)
+    x_syn, y_syn = _init_synthetic(x, y, ipc, init, gen)
     x_syn.requires_grad_(True)
     sampler = ClassSampler(y)
+    robust_gen = gen if robust is not None and _takes_generator(robust.gradient_loss) else None
     opt = torch.optim.SGD([x_syn], lr=lr_img, momentum=0.5)
     history, losses, times = [], [], []
     _snapshot(history, 0, x_syn, callback, {"loss": None})
@@ -209,7 +220,9 @@ def _dc(func, x, y, ipc, *, model_fn=None, steps=1000, outer_loop=None, inner_lo
                 _freeze_batchnorm(net, x, sampler, gen)
             match = _match_vmap if use_vmap else _match_loop
             step_loss += match(net, x, y, x_syn, y_syn, sampler, opt, metric=metric, batch_real=batch_real,
-                               parts=parts, robust=robust, per_class_step=per_class_step, gen=gen)
+                               parts=parts, robust=robust, per_class_step=per_class_step, gen=gen,
+                               guard=lambda loss, step=step: _check_step(func, step, loss, x_syn, x),
+                               robust_gen=robust_gen)
             if ol == outer - 1:
                 break
             _train_inner(net, net_opt, x_syn.detach(), y_syn, inner, batch_train, parts, gen)
@@ -217,6 +230,7 @@ def _dc(func, x, y, ipc, *, model_fn=None, steps=1000, outer_loop=None, inner_lo
         times.append(time.perf_counter() - start)
         if step % every == 0 or step == steps:
             _snapshot(history, step, x_syn, callback, {"loss": losses[-1]})
+    _check_final(func, x_syn)
     return _result(x_syn, y_syn, history, func, losses, times, hyper)
 
 
@@ -244,7 +258,8 @@ def _class_batches(x, y, x_syn, y_syn, sampler, batch_real, parts, gen):
         yield xr, yr, xs, ys
 
 
-def _match_loop(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, parts, robust, per_class_step, gen):
+def _match_loop(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, parts, robust, per_class_step, gen,
+                guard, robust_gen=None):
     """One matching step, class by class (the reference's loop); returns the summed distance."""
     params = [p for p in net.parameters() if p.requires_grad]
     total, loss = 0.0, 0.0
@@ -252,13 +267,15 @@ def _match_loop(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, pa
         if robust is None:
             real_loss = F.cross_entropy(net(xr), yr)
         else:
-            real_loss = robust.gradient_loss(net, xr, yr, xs.detach(), ys)
+            real_loss = (robust.gradient_loss(net, xr, yr, xs.detach(), ys) if robust_gen is None else
+                         robust.gradient_loss(net, xr, yr, xs.detach(), ys, generator=robust_gen))
         g_real = [g.detach() for g in torch.autograd.grad(real_loss, params)]
         g_syn = torch.autograd.grad(F.cross_entropy(net(xs), ys), params, create_graph=True)
         dist = _gradient_matching_distance(g_syn, g_real, metric)
         if per_class_step:  # memory mode: one image step per class
             opt.zero_grad(set_to_none=True)
             dist.backward()
+            guard(dist)
             opt.step()
             total += float(dist.detach())
         else:
@@ -266,12 +283,14 @@ def _match_loop(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, pa
     if not per_class_step:
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        guard(loss)
         opt.step()
         total = float(loss.detach())
     return total
 
 
-def _match_vmap(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, parts, robust, per_class_step, gen):
+def _match_vmap(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, parts, robust, per_class_step, gen,
+                guard, robust_gen=None):
     """The same step with every class's gradients in one vmapped pass (same random draws)."""
     from torch.func import functional_call, grad, vmap
 
@@ -299,6 +318,7 @@ def _match_vmap(net, x, y, x_syn, y_syn, sampler, opt, *, metric, batch_real, pa
                                                 metric)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    guard(loss)
     opt.step()
     return float(loss.detach())
 

@@ -39,12 +39,14 @@ from ..types import SyntheticSet
 from ._base import (
     _build_model,
     _check_callback,
+    _check_final,
+    _check_label_range,
     _default_model_fn,
+    _init_synthetic,
     _new_net,
     _seed,
     _snapshot,
     check_ipc,
-    init_synthetic,
     register,
 )
 from .unroll import _flat_params, _unflatten, unroll_sgd
@@ -67,6 +69,8 @@ def step_batches(ipc: int, inner_steps: int) -> list[torch.Tensor]:
     >>> [t.tolist() for t in step_batches(2, 3)]
     [[0], [1], [0]]
     """
+    ipc = check_int(ipc, "ipc", "step_batches", low=1)
+    inner_steps = check_int(inner_steps, "inner_steps", "step_batches", low=1)
     if ipc >= inner_steps:
         return list(torch.arange(ipc).tensor_split(inner_steps))
     return [torch.tensor([k % ipc]) for k in range(inner_steps)]
@@ -103,7 +107,9 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
     steps on the synthetic set with the learnable step sizes, measures cross-entropy of the
     result on a random real batch, and takes one Adam step on the images and the raw step
     sizes. Outer steps whose loss or gradients are not finite are skipped (listed in
-    ``info["skipped"]``).
+    ``info["skipped"]``); if every step is skipped, or a step makes the images non-finite, a
+    ``FloatingPointError`` says so (never non-finite or unchanged images as a result). ``x``
+    must be float32 or float64 (in float16, Adam's steps overflow).
 
     Parameters
     ----------
@@ -174,11 +180,13 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
     gen = check_generator(generator, func)
     callback_every = _check_callback(callback, callback_every, steps, func)
     n_classes = int(max(classes)) + 1
+    if model_fn is None:
+        _check_label_range(y, func)
     model_fn = _default_model_fn(x, n_classes) if model_fn is None else model_fn
     init_seed = _seed(gen)
     model = _build_model(model_fn, x, n_classes, init_seed, func)
 
-    x_syn, y_syn = init_synthetic(x, y, ipc, init=init, generator=gen, func=func)
+    x_syn, y_syn = _init_synthetic(x, y, ipc, init, gen)
     x_syn.requires_grad_(True)
     n_lrs = inner_steps * inner_epochs
     raw_lr = torch.full((n_lrs,), lr_init, dtype=x.dtype, device=x.device).expm1().log()  # softplus^-1
@@ -209,10 +217,14 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
         else:
             x_syn.grad, raw_lr.grad = grads
             opt.step()
+            if not bool(torch.isfinite(x_syn.detach()).all()):
+                raise FloatingPointError(f"dd stopped at step {step}: the Adam step made the synthetic images "
+                                         "non-finite (NaN or infinite). Lower lr_meta or standardise x.")
         info["losses"].append(float(loss.detach()))
         info["times"].append(time.perf_counter() - tic)
         if step % callback_every == 0 or step == steps:
             _snapshot(history, step, x_syn, callback, info)
+    _check_final(func, x_syn, info["skipped"], steps)
     lrs = F.softplus(raw_lr.detach())
     info.update(lrs=lrs.tolist(), time_per_step=sum(info["times"]) / len(info["times"]))
     return SyntheticSet(x_syn.detach(), y_syn, lr=float(lrs.mean()), history=history, method="dd", info=info)
@@ -264,6 +276,10 @@ def dd_train(model: nn.Module, synthetic: SyntheticSet) -> nn.Module:
         fail("dd_train", "synthetic", "the SyntheticSet returned by dd", synthetic, error=TypeError)
     if not isinstance(model, nn.Module):
         fail("dd_train", "model", "an nn.Module", model, error=TypeError)
+    for p in model.parameters():
+        if p.device.type == "meta" or p.device != synthetic.x.device or p.dtype != synthetic.x.dtype:
+            fail("dd_train", "model", f"a network on the device and dtype of synthetic.x ({synthetic.x.device}, "
+                 f"{synthetic.x.dtype})", f"<a network with {p.dtype} parameters on {p.device}>")
     hyper = synthetic.info["hyperparameters"]
     ipc = synthetic.x.shape[0] // len(torch.unique(synthetic.y))
     return _apply_steps(model, synthetic.x, synthetic.y, ipc, hyper["inner_steps"], hyper["inner_epochs"],

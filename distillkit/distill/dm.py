@@ -21,12 +21,15 @@ from ..types import SyntheticSet
 from ._base import (
     ClassSampler,
     _check_common,
+    _check_final,
     _check_model,
+    _check_step,
     _default_model_fn,
+    _init_synthetic,
     _new_net,
     _result,
     _snapshot,
-    init_synthetic,
+    _takes_generator,
     register,
 )
 from .augment import DEFAULT_STRATEGY, _apply, _sample
@@ -72,9 +75,11 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
     robust : object, optional
         Hook for robust distillation: when given, the target mean embedding of class c is
         ``robust.feature_target(f_real_c, f_syn_c)``, a tensor of shape (feature_dim,),
-        instead of ``f_real_c.mean(0)``.
+        instead of ``f_real_c.mean(0)``. A ``feature_target`` that accepts ``generator=`` is
+        given this call's generator (so a randomised target is reproducible under ``generator``).
     per_class_step : bool
-        Memory mode of the reference README: one forward pass and one image step per class.
+        Memory mode of the reference README: one forward pass and one image step per class;
+        each class's images are sliced and augmented after the previous classes' steps.
     generator : torch.Generator, int or None
     callback : callable, optional
         ``callback(step, x_syn, info)`` every ``callback_every`` steps (and at 0 and the end).
@@ -85,6 +90,12 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
     Returns
     -------
     SyntheticSet
+
+    Raises
+    ------
+    FloatingPointError
+        If a step's loss or image gradient is not finite (for example inputs of magnitude
+        1e30): the images are never stepped into NaN.
 
     References
     ----------
@@ -112,9 +123,10 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
 
     from tqdm.auto import trange
 
-    x_syn, y_syn = init_synthetic(x, y, ipc, init=init, generator=gen, func=func)
+    x_syn, y_syn = _init_synthetic(x, y, ipc, init, gen)
     x_syn.requires_grad_(True)
     sampler = ClassSampler(y)
+    robust_gen = gen if robust is not None and _takes_generator(robust.feature_target) else None
     opt = torch.optim.SGD([x_syn], lr=lr_img, momentum=0.5)
     history, losses, times = [], [], []
     _snapshot(history, 0, x_syn, callback, {"loss": None})
@@ -124,62 +136,67 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
         net.train()
         for p in net.parameters():
             p.requires_grad_(False)
-        real, syn = _class_batches(x, x_syn, sampler, batch_real, ipc, parts, gen)
-        if per_class_step:
+        if per_class_step:  # each class is sliced and augmented after the previous classes' steps
             total = 0.0
-            for (xr, xs) in zip(real, syn):
-                loss = _class_loss(net, xr, xs, robust)
+            for xr, xs in _class_batches(x, x_syn, sampler, batch_real, ipc, parts, gen):
+                loss = _class_loss(net, xr, xs, robust, robust_gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                _check_step(func, step, loss, x_syn, x)
                 opt.step()
                 total += float(loss.detach())
         else:
-            loss = _all_classes_loss(net, real, syn, robust)
+            pairs = list(_class_batches(x, x_syn, sampler, batch_real, ipc, parts, gen))
+            loss = _all_classes_loss(net, [p[0] for p in pairs], [p[1] for p in pairs], robust, robust_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            _check_step(func, step, loss, x_syn, x)
             opt.step()
             total = float(loss.detach())
         losses.append(total)
         times.append(time.perf_counter() - start)
         if step % every == 0 or step == steps:
             _snapshot(history, step, x_syn, callback, {"loss": total})
+    _check_final(func, x_syn)
     return _result(x_syn, y_syn, history, func, losses, times, hyper)
 
 
 def _class_batches(x, x_syn, sampler, batch_real, ipc, parts, gen):
-    """Per-class real batches and synthetic slices, each pair Siamese-augmented (one draw per class)."""
-    real, syn = [], []
+    """Yield per class a real batch and the synthetic slice, the pair Siamese-augmented (one draw per
+    class). A generator: with ``per_class_step`` each class is sliced and augmented only after the
+    previous classes' image steps (the random draws are the same, in the same order, either way)."""
     for k, c in enumerate(sampler.classes):
         xr = x[sampler.sample(c, batch_real, gen).to(x.device)]
         xs = x_syn[k * ipc:(k + 1) * ipc]
         if parts is not None:
             params = _sample(parts, 1, gen)
             xr, xs = _apply(xr, params), _apply(xs, params)
-        real.append(xr)
-        syn.append(xs)
-    return real, syn
+        yield xr, xs
 
 
-def _target(f_real, f_syn, robust):
+def _target(f_real, f_syn, robust, robust_gen=None):
     if robust is None:
         return f_real.mean(0)
-    target = robust.feature_target(f_real, f_syn.detach())
+    if robust_gen is None:
+        target = robust.feature_target(f_real, f_syn.detach())
+    else:
+        target = robust.feature_target(f_real, f_syn.detach(), generator=robust_gen)
     if not isinstance(target, torch.Tensor) or target.shape != f_real.shape[1:]:
         fail("dm", "robust", f"an object whose feature_target returns a tensor of shape {tuple(f_real.shape[1:])}",
              target)
     return target
 
 
-def _class_loss(net, xr, xs, robust):
+def _class_loss(net, xr, xs, robust, robust_gen=None):
     with torch.no_grad():
         f_real = net.embed(xr)
     f_syn = net.embed(xs)
     if robust is None:
         return _distribution_matching_loss(f_real, f_syn)
-    return ((_target(f_real, f_syn, robust) - f_syn.mean(0)) ** 2).sum()
+    return ((_target(f_real, f_syn, robust, robust_gen) - f_syn.mean(0)) ** 2).sum()
 
 
-def _all_classes_loss(net, real, syn, robust):
+def _all_classes_loss(net, real, syn, robust, robust_gen=None):
     """Sum over classes of the DM loss with one forward pass for all real and one for all synthetic images."""
     with torch.no_grad():
         f_real = net.embed(torch.cat(real))  # (sum_c |B_c|, feature_dim)
@@ -190,6 +207,6 @@ def _all_classes_loss(net, real, syn, robust):
         mu_real = f_real.view(len(real), real[0].shape[0], -1).mean(1)  # (C, feature_dim)
         mu_syn = f_syn.view(len(syn), syn[0].shape[0], -1).mean(1)
         return ((mu_real - mu_syn) ** 2).sum()
-    targets = torch.stack([_target(fr, fs, robust) for fr, fs in zip(f_real_c, f_syn_c)])
+    targets = torch.stack([_target(fr, fs, robust, robust_gen) for fr, fs in zip(f_real_c, f_syn_c)])
     mu_syn = torch.stack([fs.mean(0) for fs in f_syn_c])
     return ((targets - mu_syn) ** 2).sum()

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_generator, check_tensor
+from .._validation import check_generator
 
 __all__ = ["dc_augment"]
 
@@ -47,7 +47,9 @@ def dc_augment(x: torch.Tensor, generator=None) -> torch.Tensor:
     torch.Size([3, 1, 28, 28])
     """
     func = "dc_augment"
-    x = check_tensor(x, "x", func, ndim=4, floating=True, finite=False)
+    from .augment import _check_images  # augment imports this module
+
+    x = _check_images(x, "x", func)
     gen = check_generator(generator, func)
     b, _, h, w = x.shape
     choice = torch.randint(3, (b,), generator=gen)  # 0 crop, 1 scale, 2 rotate

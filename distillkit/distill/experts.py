@@ -16,6 +16,7 @@ any training (:func:`expert_buffer_size`); float16 and bfloat16 storage halve it
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,8 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_bool, check_float, check_generator, check_int, check_xy, fail
-from ._base import _build_model, _new_net
+from .._validation import check_bool, check_float, check_generator, check_int, fail
+from ._base import _build_model, _check_data, _new_net
 from .unroll import _flat_params
 
 __all__ = ["ExpertBuffer", "expert_buffer_size", "train_expert_trajectories", "load_expert_trajectories"]
@@ -95,17 +96,25 @@ def _sha256(t: torch.Tensor) -> str:
     return hashlib.sha256(raw.numpy().tobytes()).hexdigest()
 
 
+def _manifest_sha256(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON (sorted keys), without its own checksum field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_experts: int, epochs: int,
                               lr: float = 0.01, momentum: float = 0.0, batch_size: int = 256, augment=None,
-                              generator=None, path=None, dtype: torch.dtype = torch.float32,
-                              progress: bool = False) -> ExpertBuffer:
+                              generator=None, path=None, overwrite: bool = False,
+                              dtype: torch.dtype = torch.float32, progress: bool = False) -> ExpertBuffer:
     """Train ``n_experts`` networks on the real data with SGD (constant learning rate, no
     weight decay and by default no momentum, as the reference's ``buffer.py``) and keep their
     flat parameters at the start and after every epoch.
 
     The size is computed before training (:func:`expert_buffer_size`, in
     ``manifest["size_bytes"]``); with ``path`` the buffer is written there as one file
-    (``torch.save`` of the manifest and the tensor) after checking the disk has room.
+    (``torch.save`` of the manifest and the tensor) after checking the disk has room. The
+    manifest carries two SHA-256 checksums, of the trajectories (``sha256``) and of the
+    manifest itself (``manifest_sha256``), both verified by :func:`load_expert_trajectories`.
 
     Parameters
     ----------
@@ -120,6 +129,11 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
         For example ``distillkit.distill.augment.dsa_augment`` (the reference trains experts with DSA).
     generator : torch.Generator, int or None
     path : str or os.PathLike, optional
+        Written through a temporary file, then renamed, so an interrupted run leaves no
+        partial buffer.
+    overwrite : bool
+        Replace an existing file at ``path``; by default an existing file is refused before
+        any training.
     dtype : torch.dtype
         Storage precision: float32, float16 or bfloat16 (half the size).
     progress : bool
@@ -143,7 +157,7 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
     ((2, 4, 34), 1088)
     """
     func = "train_expert_trajectories"
-    x, y = check_xy(x, y, func)
+    x, y = _check_data(x, y, func, x_ndim=None)
     n_experts = check_int(n_experts, "n_experts", func, low=1)
     epochs = check_int(epochs, "epochs", func, low=1)
     lr = check_float(lr, "lr", func, low=0.0, low_open=True)
@@ -151,6 +165,7 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
     batch_size = check_int(batch_size, "batch_size", func, low=1)
     gen = check_generator(generator, func)
     progress = check_bool(progress, "progress", func)
+    overwrite = check_bool(overwrite, "overwrite", func)
     if dtype not in _DTYPES.values():
         fail(func, "dtype", "one of torch.float32, torch.float16, torch.bfloat16", dtype, error=TypeError)
     if augment is not None and not callable(augment):
@@ -164,6 +179,9 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             fail(func, "path", "a file in an existing folder", str(path))
+        if os.path.exists(path) and not overwrite:
+            fail(func, "path", "a path where no file exists yet (or pass overwrite=True)",
+                 f"<{str(path)!r}, an existing file>")
         free = shutil.disk_usage(folder).free
         if free < size:
             fail(func, "path", f"a location with at least {size} bytes free", f"<{free} bytes free>")
@@ -192,8 +210,15 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
                     param_shapes=[[k, list(p.shape)] for k, p in model.named_parameters()],
                     data_shape=list(x.shape), n_classes=n_classes, data_sha256=_sha256(x), size_bytes=size,
                     sha256=_sha256(traj))
+    manifest["manifest_sha256"] = _manifest_sha256(manifest)
     if path is not None:
-        torch.save({"manifest": manifest, "trajectories": traj}, path)
+        part = f"{os.fspath(path)}.part"
+        try:
+            torch.save({"manifest": manifest, "trajectories": traj}, part)
+            os.replace(part, path)
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
     return ExpertBuffer(traj, manifest)
 
 
@@ -219,12 +244,32 @@ def load_expert_trajectories(path) -> ExpertBuffer:
         fail(func, "path", "a str or os.PathLike", path, error=TypeError)
     if not os.path.isfile(path):
         fail(func, "path", "an existing file", str(path))
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or "manifest" not in blob or "trajectories" not in blob:
-        fail(func, "path", "a file written by train_expert_trajectories", str(path))
+    name = str(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, damaged or not a torch file: say which file
+        fail(func, "path", "a readable buffer written by train_expert_trajectories",
+             f"<{name!r}, which cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})>")
+    if not isinstance(blob, dict) or not isinstance(blob.get("manifest"), dict) \
+            or not isinstance(blob.get("trajectories"), torch.Tensor):
+        fail(func, "path", "a file written by train_expert_trajectories", name)
     manifest, traj = blob["manifest"], blob["trajectories"]
+    if "manifest_sha256" not in manifest:
+        fail(func, "path", "a buffer whose manifest carries its own SHA-256 (manifest_sha256)",
+             f"<{name!r}, without one (written by an older distillkit, or damaged): train the experts again>")
+    try:
+        manifest_digest = _manifest_sha256(manifest)
+    except (TypeError, ValueError):
+        manifest_digest = None
+    if manifest_digest != manifest["manifest_sha256"]:
+        fail(func, "path", f"a buffer whose manifest matches its SHA-256 ({manifest['manifest_sha256']})",
+             f"<{name!r}, whose manifest has SHA-256 {manifest_digest}: the file is corrupted or was modified>")
     digest = _sha256(traj)
     if digest != manifest.get("sha256"):
         fail(func, "path", f"a buffer whose SHA-256 matches its manifest ({manifest.get('sha256')})",
-             f"<SHA-256 {digest}: the file is corrupted or was modified>")
+             f"<{name!r} with SHA-256 {digest}: the file is corrupted or was modified>")
+    shape = (manifest.get("n_experts"), manifest.get("epochs", -2) + 1, manifest.get("n_params"))
+    if tuple(traj.shape) != shape or str(traj.dtype).replace("torch.", "") != manifest.get("dtype"):
+        fail(func, "path", f"a buffer whose trajectories have the manifest's shape {shape} and dtype "
+             f"{manifest.get('dtype')}", f"<{name!r} with trajectories of shape {tuple(traj.shape)} and {traj.dtype}>")
     return ExpertBuffer(traj, manifest)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from .._validation import check_generator, check_int, check_option, fail
+from .._validation import check_generator, check_int, check_option, check_tensor, fail
 from ._base import _seed
 from .losses import gaussian_kernel
 
@@ -56,7 +56,35 @@ def ntk_features(models, x: torch.Tensor, *, chunk: int = 256) -> torch.Tensor:
     >>> ntk_features(net, torch.ones(2, 3)).tolist()  # d f / d(weight, bias) = (x, 1)
     [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     """
-    models = [models] if isinstance(models, nn.Module) else list(models)
+    return _ntk_features(_check_models(models, "ntk_features"), _check_x(x, "x", "ntk_features"),
+                         check_int(chunk, "chunk", "ntk_features", low=1))
+
+
+def _check_models(models, func: str, param: str = "models") -> list[nn.Module]:
+    expectation = "an nn.Module or a non-empty sequence of nn.Module"
+    if isinstance(models, nn.Module):
+        return [models]
+    if isinstance(models, (str, bytes)) or not hasattr(models, "__iter__"):
+        fail(func, param, expectation, models, error=TypeError)
+    models = list(models)
+    if not models or not all(isinstance(m, nn.Module) for m in models):
+        fail(func, param, expectation, models, error=TypeError if models else ValueError)
+    return models
+
+
+def _check_x(x, param: str, func: str, *, min_rows: int = 1) -> torch.Tensor:
+    """A float32/float64 tensor of shape (n, ...) with data (not meta), finite, at least ``min_rows`` rows."""
+    if isinstance(x, torch.Tensor) and x.device.type == "meta":
+        fail(func, param, "a tensor with data (not on the meta device)", f"<a meta tensor of shape {tuple(x.shape)}>")
+    if isinstance(x, torch.Tensor) and x.dim() < 1:
+        fail(func, param, "a tensor of shape (n, ...) with one row per example", x)
+    x = check_tensor(x, param, func, floating=True, min_rows=min_rows)
+    if x.dtype not in (torch.float32, torch.float64):
+        fail(func, param, "a float32 or float64 tensor", x, error=TypeError)
+    return x
+
+
+def _ntk_features(models, x, chunk):
     parts = []
     for model in models:
         params = {k: v.detach() for k, v in model.named_parameters()}
@@ -93,31 +121,79 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
     >>> empirical_ntk(net, torch.tensor([[1.0, 2.0], [0.0, 1.0]])).tolist()  # a.b + 1
     [[6.0, 3.0], [3.0, 2.0]]
     """
+    func = "empirical_ntk"
     if not isinstance(model, nn.Module):
-        fail("empirical_ntk", "model", "an nn.Module", model, error=TypeError)
+        fail(func, "model", "an nn.Module", model, error=TypeError)
+    x1 = _check_x(x1, "x1", func)
+    if x2 is not None:
+        x2 = _check_x(x2, "x2", func)
+        if x2.shape[1:] != x1.shape[1:]:
+            fail(func, "x2", f"a tensor of shape (n2, {', '.join(map(str, x1.shape[1:]))}) like x1", x2)
+    _check_accepts(model, x1, func, "x1")
     was_training = model.training
     model.eval()
-    f1 = ntk_features(model, x1)
-    f2 = f1 if x2 is None else ntk_features(model, x2)
-    model.train(was_training)
+    try:
+        f1 = _ntk_features([model], x1, 256)
+        f2 = f1 if x2 is None else _ntk_features([model], x2, 256)
+    finally:
+        model.train(was_training)
     return f1 @ f2.T
+
+
+def _check_accepts(model: nn.Module, x: torch.Tensor, func: str, param: str) -> None:
+    """One forward pass of ``model`` on the first example of ``x``: refuse what it cannot take."""
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        fail(func, param, "inputs the model accepts (its device, dtype and input shape)",
+             f"<a tensor of shape {tuple(x.shape)} and dtype {x.dtype} ({str(exc).splitlines()[0][:160]})>")
 
 
 def median_bandwidth(x: torch.Tensor, *, max_points: int = 1000, generator=None) -> float:
     """Median pairwise Euclidean distance of (a random sample of at most ``max_points`` of) ``x``.
+
+    The bandwidth must be positive: ``x`` needs at least two rows, and a median distance of 0
+    (more than half of the pairs coincide) is refused, as is any NaN, rather than returned.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, ...), n >= 2
+    max_points : int
+        At least 2.
+    generator : torch.Generator, int or None
+        Draws the sample when ``n > max_points``.
+
+    Returns
+    -------
+    float
+        Positive and finite.
 
     Examples
     --------
     >>> median_bandwidth(torch.tensor([[0.0], [1.0], [3.0]]))
     2.0
     """
-    gen = check_generator(generator, "median_bandwidth")
+    func = "median_bandwidth"
+    x = _check_x(x, "x", func, min_rows=2)
+    max_points = check_int(max_points, "max_points", func, low=2)
+    gen = check_generator(generator, func)
+    return _median_bandwidth(x, max_points, gen, func)
+
+
+def _median_bandwidth(x, max_points: int, gen: torch.Generator, func: str) -> float:
     flat = x.detach().reshape(x.shape[0], -1)
     if flat.shape[0] > max_points:
         flat = flat[torch.randperm(flat.shape[0], generator=gen)[:max_points].to(x.device)]
+    if flat.shape[0] < 2:
+        fail(func, "x", "a tensor with at least 2 rows (the bandwidth is a median pairwise distance)", x)
     d = torch.cdist(flat, flat)
     i, j = torch.triu_indices(flat.shape[0], flat.shape[0], offset=1)
-    return float(d[i, j].median())
+    value = float(d[i, j].median())
+    if not (value > 0 and value < float("inf")):
+        fail(func, "x", "data whose median pairwise distance is positive and finite (the Gaussian kernel's "
+             "bandwidth)", f"<a median pairwise distance of {value} (most rows coincide, or they overflow)>")
+    return value
 
 
 def _default_ntk_model_fn(x: torch.Tensor):
@@ -170,9 +246,12 @@ def make_kernel(kernel, x: torch.Tensor, *, model_fn=None, n_models: int = 4, ge
     torch.Size([2, 4])
     """
     func = "make_kernel"
+    kind = _check_kernel(kernel, func)
+    if kind != "callable":
+        x = _check_x(x, "x", func, min_rows=2 if kind == "rbf" else 1)
     gen = check_generator(generator, func)
     n_models = check_int(n_models, "n_models", func, low=1)
-    return _make_kernel(kernel, _check_kernel(kernel, func), x, model_fn, n_models, gen, func)[0]
+    return _make_kernel(kernel, kind, x, model_fn, n_models, gen, func)[0]
 
 
 def _make_kernel(kernel, kind, x, model_fn, n_models, gen, func):
@@ -180,12 +259,12 @@ def _make_kernel(kernel, kind, x, model_fn, n_models, gen, func):
     if kind == "callable":
         return kernel, None
     if kind == "rbf":
-        return gaussian_kernel(median_bandwidth(x, generator=gen)), None
+        return gaussian_kernel(_median_bandwidth(x, 1000, gen, func)), None
     models, shape = _ntk_models(model_fn, x, n_models, gen, func), x.shape[1:]
 
     def ntk(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa = ntk_features(models, a.reshape(-1, *shape))
-        fb = fa if b is a else ntk_features(models, b.reshape(-1, *shape))
+        fa = _ntk_features(models, a.reshape(-1, *shape), 256)
+        fb = fa if b is a else _ntk_features(models, b.reshape(-1, *shape), 256)
         return fa @ fb.T
 
     return ntk, models

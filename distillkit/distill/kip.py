@@ -35,8 +35,26 @@ from torch.nn import functional as F
 
 from .._validation import check_bool, check_float, check_generator, check_int, check_option
 from ..types import SyntheticSet
-from ._base import ClassSampler, _check_callback, _snapshot, check_ipc, init_synthetic, register
-from .kernels import _check_kernel, _linear, _make_kernel, empirical_ntk, make_kernel, median_bandwidth, ntk_features  # noqa: F401  (importable from here, as before)
+from ._base import (
+    ClassSampler,
+    _check_callback,
+    _check_final,
+    _check_label_range,
+    _init_synthetic,
+    _snapshot,
+    check_ipc,
+    register,
+)
+from .kernels import (  # noqa: F401  (importable from here, as before)
+    _check_kernel,
+    _linear,
+    _make_kernel,
+    _ntk_features,
+    empirical_ntk,
+    make_kernel,
+    median_bandwidth,
+    ntk_features,
+)
 from .losses import _kernel_ridge
 
 __all__ = ["kip"]
@@ -115,6 +133,7 @@ def kip(x: torch.Tensor, y: torch.Tensor, ipc: int, *, kernel="ntk", model_fn=No
     gen = check_generator(generator, func)
     callback_every = _check_callback(callback, callback_every, steps, func)
 
+    _check_label_range(y, func, "the regression targets have one column per label up to the largest")
     n_classes = int(max(classes)) + 1
     kernel_fn, models = _make_kernel(kernel, kind, x, model_fn, n_models, gen, func)
     cache = None
@@ -123,8 +142,8 @@ def kip(x: torch.Tensor, y: torch.Tensor, ipc: int, *, kernel="ntk", model_fn=No
             n_features = sum(sum(p.numel() for p in m.parameters()) * m(x[:1]).shape[1] for m in models)
         if x.shape[0] * n_features * x.element_size() <= cache_bytes:
             with torch.no_grad():
-                cache = ntk_features(models, x)  # (n, F)
-    x_syn, y_syn = init_synthetic(x, y, ipc, init=init, generator=gen, func=func)
+                cache = _ntk_features(models, x, 256)  # (n, F)
+    x_syn, y_syn = _init_synthetic(x, y, ipc, init, gen)
     x_syn.requires_grad_(True)
     labels = (F.one_hot(y_syn, n_classes).to(x.dtype) - 1.0 / n_classes).requires_grad_(learn_labels)
     opt = torch.optim.Adam([x_syn, labels] if learn_labels else [x_syn], lr=lr)
@@ -146,8 +165,8 @@ def kip(x: torch.Tensor, y: torch.Tensor, ipc: int, *, kernel="ntk", model_fn=No
             pred = _kernel_ridge(x_syn.flatten(1), labels, x[idx].flatten(1), kernel_fn, reg)
         else:
             with torch.no_grad():
-                f_t = cache[idx] if cache is not None else ntk_features(models, x[idx])
-            pred = _kernel_ridge(ntk_features(models, x_syn), labels, f_t, _linear, reg)
+                f_t = cache[idx] if cache is not None else _ntk_features(models, x[idx], 256)
+            pred = _kernel_ridge(_ntk_features(models, x_syn, 256), labels, f_t, _linear, reg)
         loss = 0.5 * ((pred - y_t) ** 2).mean()
         grads = torch.autograd.grad(loss, [x_syn, labels] if learn_labels else [x_syn])
         if not (torch.isfinite(loss) and all(bool(torch.isfinite(g).all()) for g in grads)):
@@ -162,6 +181,7 @@ def kip(x: torch.Tensor, y: torch.Tensor, ipc: int, *, kernel="ntk", model_fn=No
         info["times"].append(time.perf_counter() - tic)
         if step % callback_every == 0 or step == steps:
             _snapshot(history, step, x_syn, callback, info)
+    _check_final(func, x_syn, info["skipped"], steps)
     info.update(labels=labels.detach(), kernel_fn=kernel_fn, time_per_step=sum(info["times"]) / len(info["times"]))
     y_out = labels.detach() if learn_labels else y_syn
     return SyntheticSet(x_syn.detach(), y_out, history=history, method="kip", info=info)

@@ -35,13 +35,17 @@ _METRICS = ("dc", "cos", "mse")
 
 def _as_tensor_list(value, param: str, func: str) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
-        return [value]
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) == 0:
+        out = [value]
+    elif not isinstance(value, Sequence) or isinstance(value, str) or len(value) == 0:
         fail(func, param, "a tensor or a non-empty sequence of tensors", value, error=TypeError)
-    out = list(value)
+    else:
+        out = list(value)
     for t in out:
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             fail(func, param, "a sequence of floating-point tensors", t, error=TypeError)
+        if t.device.type == "meta":
+            fail(func, param, "tensors with data (not on the meta device)",
+                 f"<a meta tensor of shape {tuple(t.shape)}>")
     return out
 
 

@@ -31,9 +31,19 @@ import time
 
 import torch
 
-from .._validation import check_bool, check_float, check_generator, check_int, check_option, fail
+from .._validation import check_bool, check_float, check_generator, check_int, check_option, check_tensor, fail
 from ..types import SyntheticSet
-from ._base import _build_model, _check_callback, _default_model_fn, _snapshot, check_ipc, init_synthetic, register
+from ._base import (
+    _build_model,
+    _check_callback,
+    _check_final,
+    _check_label_range,
+    _default_model_fn,
+    _init_synthetic,
+    _snapshot,
+    check_ipc,
+    register,
+)
 from .experts import ExpertBuffer, expert_buffer_size, load_expert_trajectories, train_expert_trajectories  # noqa: F401  (importable from here, as before)
 from .losses import trajectory_matching_loss
 from .unroll import unroll_sgd
@@ -78,7 +88,12 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
     lr_init : float
         Initial student step size (the reference initialises it from ``lr_teacher``).
     batch_syn : int, optional
-        Synthetic minibatch per student step; None uses the whole set.
+        Synthetic minibatch per student step; None uses the whole set. As the reference
+        (GeorgeCazenavette/mtt-distillation, ``distill.py``: ``torch.split`` of a
+        ``torch.randperm`` of the synthetic set, chunks taken with ``pop()``), the minibatches
+        are the chunks of a random permutation taken from the last one, so when ``batch_syn``
+        does not divide the set the short last chunk is used first; a new permutation is
+        drawn when the chunks run out.
     augment : callable ``(x_batch, generator) -> x_batch``, optional
         Differentiable augmentation at every student step (the reference uses DSA).
     checkpoint : bool
@@ -95,6 +110,12 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
     SyntheticSet
         ``lr`` is the learned step size; ``info`` holds ``losses``, ``lrs``, ``times`` (per
         step), ``time_per_step``, ``skipped`` and ``hyperparameters``.
+
+    Raises
+    ------
+    FloatingPointError
+        If every step had a non-finite loss or gradient (all were skipped), or the images
+        became non-finite: never unchanged or non-finite images as a result.
 
     References
     ----------
@@ -117,6 +138,9 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
         experts = load_expert_trajectories(experts)
     if not isinstance(experts, ExpertBuffer):
         fail(func, "experts", "an ExpertBuffer or the path of a saved one", experts, error=TypeError)
+    if isinstance(experts.trajectories, torch.Tensor) and experts.trajectories.device.type == "meta":
+        fail(func, "experts", "an ExpertBuffer whose trajectories hold data", "<trajectories on the meta device>")
+    check_tensor(experts.trajectories, "experts", func, ndim=3, floating=True)  # finite: NaN experts teach nothing
     steps = check_int(steps, "steps", func, low=1)
     syn_steps = check_int(syn_steps, "syn_steps", func, low=1)
     expert_epochs = check_int(expert_epochs, "expert_epochs", func, low=1, high=experts.epochs)
@@ -137,6 +161,8 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
     gen = check_generator(generator, func)
     callback_every = _check_callback(callback, callback_every, steps, func)
     n_classes = int(max(classes)) + 1
+    if model_fn is None:
+        _check_label_range(y, func)
     model_fn = _default_model_fn(x, n_classes) if model_fn is None else model_fn
     model = _build_model(model_fn, x, n_classes, 0, func)
     n_params = sum(p.numel() for p in model.parameters())
@@ -144,7 +170,7 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
         fail(func, "experts", f"trajectories of the network built by model_fn ({n_params} parameters)",
              f"<trajectories of {experts.n_params} parameters>")
 
-    x_syn, y_syn = init_synthetic(x, y, ipc, init=init, generator=gen, func=func)
+    x_syn, y_syn = _init_synthetic(x, y, ipc, init, gen)
     x_syn.requires_grad_(True)
     log_lr = torch.tensor(lr_init, dtype=x.dtype, device=x.device).log()
     velocity = torch.zeros((), dtype=x.dtype, device=x.device)  # momentum of dL/dlr, in lr units
@@ -158,7 +184,7 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
 
     from tqdm.auto import trange
 
-    order = torch.empty(0, dtype=torch.int64)
+    chunks: list[torch.Tensor] = []
     for step in trange(1, steps + 1, disable=not progress, desc="mtt", leave=False):
         tic = time.perf_counter()
         e = int(torch.randint(0, experts.n_experts, (1,), generator=gen))
@@ -166,10 +192,10 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
         theta_start = experts.trajectories[e, t].to(x.device, x.dtype)
         theta_target = experts.trajectories[e, t + expert_epochs].to(x.device, x.dtype)
         batches = []
-        for _ in range(syn_steps):  # minibatches from successive random permutations, as the reference
-            if order.numel() < batch_syn:
-                order = torch.randperm(m, generator=gen)
-            idx, order = order[:batch_syn].to(x.device), order[batch_syn:]
+        for _ in range(syn_steps):  # the reference's minibatches: chunks of a permutation, taken from the end
+            if not chunks:
+                chunks = list(torch.randperm(m, generator=gen).split(batch_syn))
+            idx = chunks.pop().to(x.device)
             xb = x_syn[idx] if augment is None else augment(x_syn[idx], gen)
             batches.append((xb, y_syn[idx]))
         lr = log_lr.detach().exp().requires_grad_(True)
@@ -189,5 +215,6 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
         info["times"].append(time.perf_counter() - tic)
         if step % callback_every == 0 or step == steps:
             _snapshot(history, step, x_syn, callback, info)
+    _check_final(func, x_syn, info["skipped"], steps)
     info["time_per_step"] = sum(info["times"]) / len(info["times"])
     return SyntheticSet(x_syn.detach(), y_syn, lr=float(log_lr.exp()), history=history, method="mtt", info=info)

@@ -92,11 +92,25 @@ def unroll_sgd(model: nn.Module, theta: torch.Tensor, batches: Sequence[tuple[to
     >>> unroll_sgd(net, theta, [batch], torch.tensor([1.0])).tolist()
     [0.5, 0.5, 0.5, -0.5, -0.5, -0.5, 0.5, -0.5]
     """
+    func = "unroll_sgd"
+    if not isinstance(model, nn.Module):
+        fail(func, "model", "an nn.Module", model, error=TypeError)
+    if not isinstance(batches, Sequence) or isinstance(batches, (str, bytes)):
+        fail(func, "batches", "a sequence of (x_k, y_k) pairs", batches, error=TypeError)
+    for k, pair in enumerate(batches):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair)):
+            fail(func, "batches", f"a sequence of (x_k, y_k) pairs of tensors (item {k})", pair, error=TypeError)
+    for name, t in (("theta", theta), ("lrs", lrs)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            fail(func, name, "a floating-point torch.Tensor", t, error=TypeError)
+        if t.device.type == "meta":
+            fail(func, name, "a tensor with data (not on the meta device)",
+                 f"<a meta tensor of shape {tuple(t.shape)}>")
     if len(batches) != lrs.numel():
-        fail("unroll_sgd", "lrs", f"a tensor with one step size per batch ({len(batches)})", lrs)
+        fail(func, "lrs", f"a tensor with one step size per batch ({len(batches)})", lrs)
     n_params = sum(p.numel() for p in model.parameters())
     if theta.dim() != 1 or theta.numel() != n_params:
-        fail("unroll_sgd", "theta", f"a flat tensor of the model's {n_params} parameters", theta)
+        fail(func, "theta", f"a flat tensor of the model's {n_params} parameters", theta)
     if not theta.requires_grad:  # the steps differentiate the loss with respect to theta
         theta = theta.detach().requires_grad_(True)
     for (xb, yb), lr in zip(batches, lrs.reshape(-1)):

@@ -35,7 +35,13 @@ from .._validation import check_float, check_tensor, fail
 __all__ = ["cvar", "cvar_weights", "group_cvar_risk", "group_cvar_weights"]
 
 
+def _no_meta(t, param: str, func: str) -> None:
+    if isinstance(t, torch.Tensor) and t.device.type == "meta":
+        fail(func, param, "a tensor with data (not on the meta device)", f"<a meta tensor of shape {tuple(t.shape)}>")
+
+
 def _check_losses(losses, func: str) -> torch.Tensor:
+    _no_meta(losses, "losses", func)
     losses = check_tensor(losses, "losses", func, ndim=1, floating=True)
     if losses.numel() == 0:
         fail(func, "losses", "a non-empty 1-D tensor", losses)
@@ -163,6 +169,7 @@ def _group_weights(losses: torch.Tensor, groups: torch.Tensor, alpha: float, use
 
 def _check_groups(losses, groups, alpha, use_max, func):
     losses = _check_losses(losses, func)
+    _no_meta(groups, "groups", func)
     groups = check_tensor(groups, "groups", func, ndim=1, floating=False)
     if groups.shape[0] != losses.shape[0]:
         fail(func, "groups", f"a tensor with one group id per loss ({losses.shape[0]})", groups)

@@ -30,7 +30,23 @@ def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
+def _check_features(x, param: str, func: str, *, ndim=2, min_rows: int = 1) -> torch.Tensor:
+    """Float32/float64 features with data (not meta), finite, of the given dims."""
+    if isinstance(x, torch.Tensor) and x.device.type == "meta":
+        fail(func, param, "a tensor with data (not on the meta device)", f"<a meta tensor of shape {tuple(x.shape)}>")
+    if isinstance(x, torch.Tensor) and x.dim() < 1:
+        fail(func, param, "a tensor of shape (n, ...) with one row per example", x)
+    x = check_tensor(x, param, func, ndim=ndim, floating=True, min_rows=min_rows)
+    if x.dtype not in (torch.float32, torch.float64):
+        fail(func, param, "a float32 or float64 tensor (distances in half precision are not reliable)", x,
+             error=TypeError)
+    return x
+
+
 def _check_labels(labels, param: str, func: str, n: int) -> torch.Tensor:
+    if isinstance(labels, torch.Tensor) and labels.device.type == "meta":
+        fail(func, param, "a tensor with data (not on the meta device)",
+             f"<a meta tensor of shape {tuple(labels.shape)}>")
     labels = check_tensor(labels, param, func, ndim=1, floating=False)
     if labels.dtype != torch.int64:
         fail(func, param, "an int64 tensor", labels, error=TypeError)
@@ -75,8 +91,8 @@ def voronoi_groups(f_real: torch.Tensor, f_syn: torch.Tensor, y_real: torch.Tens
     tensor([0, 1, 2])
     """
     func = "voronoi_groups"
-    f_real = check_tensor(f_real, "f_real", func, ndim=2, floating=True, min_rows=1)
-    f_syn = check_tensor(f_syn, "f_syn", func, ndim=2, floating=True, min_rows=1)
+    f_real = _check_features(f_real, "f_real", func)
+    f_syn = _check_features(f_syn, "f_syn", func)
     if f_syn.shape[1] != f_real.shape[1]:
         fail(func, "f_syn", f"a tensor with {f_real.shape[1]} columns like f_real", f_syn)
     if not isinstance(pool_across_classes, bool):
@@ -173,7 +189,7 @@ def kmeans_groups(features: torch.Tensor, k: int, *, generator=None, n_iter: int
     (tensor(True), tensor(True))
     """
     func = "kmeans_groups"
-    features = check_tensor(features, "features", func, ndim=2, floating=True, min_rows=1)
+    features = _check_features(features, "features", func)
     k = check_int(k, "k", func, low=1, high=features.shape[0])
     n_iter = check_int(n_iter, "n_iter", func, low=1)
     gen = check_generator(generator, func)
@@ -202,7 +218,7 @@ def pixel_clusters(x: torch.Tensor, k: int = 10, *, generator=0) -> torch.Tensor
     >>> pixel_clusters(torch.tensor([[0.0], [0.2], [9.0]]), 2).tolist() in ([0, 0, 1], [1, 1, 0])
     True
     """
-    x = check_tensor(x, "x", "pixel_clusters", floating=True, min_rows=1)
+    x = _check_features(x, "x", "pixel_clusters", ndim=None)
     return kmeans_groups(x.reshape(x.shape[0], -1), k, generator=generator)[0]  # (n, ...) -> (n, D)
 
 
@@ -276,13 +292,27 @@ def group_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, groups: t
     func = "group_accuracy"
     if not isinstance(model, nn.Module):
         fail(func, "model", "an nn.Module", model, error=TypeError)
+    x = _check_features(x, "x", func, ndim=None)
     x, y = check_xy(x, y, func)
     groups = _check_labels(groups, "groups", func, x.shape[0])
     batch_size = check_int(batch_size, "batch_size", func, low=1)
+    for p in model.parameters():
+        if p.device.type == "meta" or p.device != x.device or (p.is_floating_point() and p.dtype != x.dtype):
+            fail(func, "x", f"inputs on the device and dtype of the model's parameters ({p.device}, {p.dtype})", x)
     was_training = model.training
     model.eval()
-    preds = torch.cat([model(x[i:i + batch_size]).argmax(1).cpu() for i in range(0, x.shape[0], batch_size)])
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            logits = torch.cat([model(x[i:i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+    if logits.dim() != 2:
+        fail(func, "model", "a classifier returning logits of shape (n, n_classes)",
+             f"<a model returning shape {tuple(logits.shape)}>")
+    if int(y.max()) >= logits.shape[1]:
+        fail(func, "y", f"labels in [0, {logits.shape[1] - 1}] (the model has {logits.shape[1]} outputs)",
+             f"<a maximum label of {int(y.max())}>")
+    preds = logits.argmax(1)
     correct = (preds == y.cpu()).double()
     ids, inverse, counts = torch.unique(groups.cpu(), return_inverse=True, return_counts=True)
     hits = torch.zeros(ids.numel(), dtype=torch.float64).index_add_(0, inverse, correct)

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_bool, check_float, check_generator, check_int, check_option, check_tensor, fail
+from .._validation import check_bool, check_float, check_generator, check_int, check_option, fail
 from .cvar import _group_weights
-from .groups import _kmeans_plusplus, _lloyd, _sq_dist, voronoi_groups
+from .groups import _check_features, _check_labels, _kmeans_plusplus, _lloyd, _sq_dist, voronoi_groups
 
 __all__ = ["GroupCVaRTarget", "released_cvar", "released_group_risk"]
 
@@ -65,10 +65,20 @@ def released_cvar(losses, alpha: float) -> float:
     >>> released_cvar(np.arange(1.0, 11.0), 0.8)
     5.625
     """
-    alpha = check_float(alpha, "alpha", "released_cvar", low=0.0, high=1.0, low_open=True)
-    s = np.sort(np.asarray(losses, dtype=np.float64).ravel())
+    func = "released_cvar"
+    alpha = check_float(alpha, "alpha", func, low=0.0, high=1.0, low_open=True)
+    if isinstance(losses, torch.Tensor):
+        losses = losses.detach().cpu().numpy()
+    try:
+        s = np.asarray(losses, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        fail(func, "losses", "an array-like of real numbers", losses, error=TypeError)
     if s.size == 0:
-        fail("released_cvar", "losses", "a non-empty array", "<an empty array>")
+        fail(func, "losses", "a non-empty array", "<an empty array>")
+    if not np.isfinite(s).all():
+        fail(func, "losses", "finite (no NaN or infinite values)",
+             f"<an array with {int((~np.isfinite(s)).sum())} NaN or infinite values>")
+    s = np.sort(s)
     k = max(1, int(alpha * s.size))
     head = s[:k][s[:k] != 0]
     base = head.mean() if head.size else 0.0
@@ -143,7 +153,11 @@ class GroupCVaRTarget:
         DM only. ``"tail"``: the real mean under the risk's own weights (default, our
         proposal). ``"group"``: group means weighted by the groups' CVaR.
     generator : torch.Generator, int or None
-        Seeds the k-means++ initialisation of ``grouping="kmeans"``.
+        Seeds the k-means++ initialisation of ``grouping="kmeans"`` when a method is called
+        without ``generator=``: its state is taken once and re-derived at every call, so the
+        same inputs give the same subgroups and reusing a target reproduces a run. DC, DSA and
+        DM pass their own generator, so ``distill(..., generator=0, robust=target)`` is
+        reproducible whatever this seed.
 
     References
     ----------
@@ -174,14 +188,28 @@ class GroupCVaRTarget:
             fail(func, "embed", "a callable (net, x) -> features, or None", embed, error=TypeError)
         self.embed = embed
         self.feature_weighting = check_option(feature_weighting, "feature_weighting", func, ("tail", "group"))
+        # The k-means draws are re-derived per call from this state, so a target gives the same
+        # subgroups every time it sees the same data (and reusing one target reproduces a run);
+        # the distillation methods pass their own generator instead (distill(..., generator=...)).
         self.generator = check_generator(generator, func)
+        self._generator_state = self.generator.get_state()
 
     def __repr__(self) -> str:
         return (f"GroupCVaRTarget(alpha={self.alpha}, use_max={self.use_max}, grouping={self.grouping!r}, "
                 f"mode={self.mode!r})")
 
     # -- subgroups -----------------------------------------------------------------------
-    def _assign(self, f_real, f_syn, y_real=None, y_syn=None) -> torch.Tensor:
+    def _call_generator(self, generator, func: str) -> torch.Generator | None:
+        """The generator of one call: the caller's, else a fresh copy of the stored state."""
+        if self.grouping != "kmeans":
+            return None
+        if generator is not None:
+            return check_generator(generator, func)
+        gen = torch.Generator()
+        gen.set_state(self._generator_state)
+        return gen
+
+    def _assign(self, f_real, f_syn, y_real=None, y_syn=None, gen=None, func="GroupCVaRTarget") -> torch.Tensor:
         if self.grouping == "voronoi":
             return voronoi_groups(f_real, f_syn, y_real, y_syn, pool_across_classes=self.pool_across_classes)
         ids = torch.empty(f_real.shape[0], dtype=torch.int64, device=f_real.device)
@@ -194,46 +222,55 @@ class GroupCVaRTarget:
                 rows = (y_real == c).nonzero().squeeze(1)
             k = f_syn.shape[0] if c is None else int((y_syn == c).sum())
             if k < 1 or k > rows.numel():
-                fail("GroupCVaRTarget", "x_syn", f"between 1 and {rows.numel()} synthetic points per class for "
+                fail(func, "x_syn", f"between 1 and {rows.numel()} synthetic points per class for "
                      f"grouping='kmeans'", f"<{k} synthetic points of class {c}>")
-            labels, _ = _lloyd(f_real[rows], _kmeans_plusplus(f_real[rows], k, self.generator), 100)
+            labels, _ = _lloyd(f_real[rows], _kmeans_plusplus(f_real[rows], k, gen), 100)
             ids[rows] = labels + offset
             offset += k
         return ids
 
     def groups(self, net: nn.Module, x_real: torch.Tensor, y_real: torch.Tensor, x_syn: torch.Tensor,
-               y_syn: torch.Tensor) -> torch.Tensor:
-        """Subgroup id of every real example, shape (n,), from the embedding of ``net``."""
-        x_real, y_real, x_syn, y_syn = self._check(net, x_real, y_real, x_syn, y_syn)
-        return self._groups(net, x_real, y_real, x_syn, y_syn)
+               y_syn: torch.Tensor, *, generator=None) -> torch.Tensor:
+        """Subgroup id of every real example, shape (n,), from the embedding of ``net``.
+
+        ``generator`` (torch.Generator, int or None) drives the k-means++ seeding of
+        ``grouping="kmeans"``; None re-uses the target's own seed, so equal inputs give equal groups.
+        """
+        func = "GroupCVaRTarget.groups"
+        x_real, y_real, x_syn, y_syn = self._check(net, x_real, y_real, x_syn, y_syn, func)
+        return self._groups(net, x_real, y_real, x_syn, y_syn, self._call_generator(generator, func), func)
 
     @torch.no_grad()
-    def _groups(self, net, x_real, y_real, x_syn, y_syn):
+    def _groups(self, net, x_real, y_real, x_syn, y_syn, gen, func):
         embed = self.embed or (lambda model, x: model.embed(x))
         f_real = embed(net, x_real).flatten(1)  # (n, ...) -> (n, d)
         f_syn = embed(net, x_syn.detach()).flatten(1)  # (m, ...) -> (m, d)
-        return self._assign(f_real, f_syn, y_real, y_syn)
+        return self._assign(f_real, f_syn, y_real, y_syn, gen, func)
 
     # -- DC / DSA ------------------------------------------------------------------------
-    def _check(self, net, x_real, y_real, x_syn, y_syn):
-        func = "GroupCVaRTarget.gradient_loss"
+    def _check(self, net, x_real, y_real, x_syn, y_syn, func="GroupCVaRTarget.gradient_loss"):
         if not isinstance(net, nn.Module):
             fail(func, "net", "an nn.Module", net, error=TypeError)
         if self.embed is None and not callable(getattr(net, "embed", None)):
             fail(func, "net", "a network with an embed(x) method (or pass embed= to GroupCVaRTarget)", net,
                  error=TypeError)
-        x_real = check_tensor(x_real, "x_real", func, floating=True, min_rows=1)
-        x_syn = check_tensor(x_syn, "x_syn", func, floating=True, min_rows=1)
+        x_real = _check_features(x_real, "x_real", func, ndim=None)
+        x_syn = _check_features(x_syn, "x_syn", func, ndim=None)
         if x_syn.shape[1:] != x_real.shape[1:]:
             fail(func, "x_syn", f"a tensor of shape (m, {', '.join(map(str, x_real.shape[1:]))}) like x_real", x_syn)
         for name, labels, x in (("y_real", y_real, x_real), ("y_syn", y_syn, x_syn)):
-            labels = check_tensor(labels, name, func, ndim=1, floating=False)
-            if labels.shape[0] != x.shape[0]:
-                fail(func, name, f"a tensor with one label per example ({x.shape[0]})", labels)
+            labels = _check_labels(labels, name, func, x.shape[0])
+            if labels.numel() and int(labels.min()) < 0:
+                fail(func, name, "non-negative class labels", f"<a minimum label of {int(labels.min())}>")
+        if not self.pool_across_classes:
+            missing = sorted(set(y_real.unique().tolist()) - set(y_syn.unique().tolist()))
+            if missing:
+                fail(func, "y_syn", "a synthetic point for every class of y_real",
+                     f"<no synthetic point of class {missing[0]}>")
         return x_real, y_real, x_syn, y_syn
 
     def gradient_loss(self, net: nn.Module, x_real: torch.Tensor, y_real: torch.Tensor, x_syn: torch.Tensor,
-                      y_syn: torch.Tensor) -> torch.Tensor:
+                      y_syn: torch.Tensor, *, generator=None) -> torch.Tensor:
         """The real-side loss whose parameter gradient is the matching target.
 
         Parameters
@@ -246,6 +283,9 @@ class GroupCVaRTarget:
         x_syn : Tensor of shape (m, ...)
             Synthetic examples of the same classes (only their embedding is used, no gradient).
         y_syn : Tensor of shape (m,), int64
+        generator : torch.Generator, int or None
+            Drives ``grouping="kmeans"`` (DC and DSA pass their own); None re-uses the
+            target's seed, so equal inputs give equal subgroups.
 
         Returns
         -------
@@ -254,9 +294,13 @@ class GroupCVaRTarget:
             over the subgroups ``G_j``. In ``mode="as_released"``: the released code's
             (constant) risk plus the mean cross-entropy, whose gradient is the mean's exactly.
         """
-        x_real, y_real, x_syn, y_syn = self._check(net, x_real, y_real, x_syn, y_syn)
-        groups = self._groups(net, x_real, y_real, x_syn, y_syn)
+        func = "GroupCVaRTarget.gradient_loss"
+        x_real, y_real, x_syn, y_syn = self._check(net, x_real, y_real, x_syn, y_syn, func)
+        groups = self._groups(net, x_real, y_real, x_syn, y_syn, self._call_generator(generator, func), func)
         logits = net(x_real)
+        if logits.dim() != 2 or int(y_real.max()) >= logits.shape[1]:
+            fail(func, "y_real", f"labels the network can output (logits of shape {tuple(logits.shape)})",
+                 f"<a maximum label of {int(y_real.max())}>")
         if self.mode == "as_released":
             mean = F.cross_entropy(logits, y_real)
             losses = F.cross_entropy(logits, y_real, reduction="none").detach().cpu().numpy()  # no gradient
@@ -267,7 +311,7 @@ class GroupCVaRTarget:
         return (_group_weights(losses, groups, self.alpha, self.use_max) * losses).sum()
 
     # -- DM --------------------------------------------------------------------------------
-    def feature_target(self, f_real: torch.Tensor, f_syn: torch.Tensor) -> torch.Tensor:
+    def feature_target(self, f_real: torch.Tensor, f_syn: torch.Tensor, *, generator=None) -> torch.Tensor:
         """The real-side mean embedding of distribution matching, reweighted by the group risk.
 
         The per-example "loss" is the Euclidean distance of a real embedding to its nearest
@@ -284,6 +328,8 @@ class GroupCVaRTarget:
             Embeddings of the real examples of one class.
         f_syn : Tensor of shape (m, d)
             Embeddings of that class's synthetic examples (used without gradient).
+        generator : torch.Generator, int or None
+            Drives ``grouping="kmeans"`` (DM passes its own); None re-uses the target's seed.
 
         Returns
         -------
@@ -291,15 +337,16 @@ class GroupCVaRTarget:
             No gradient with respect to ``f_syn``. ``mode="as_released"`` returns the mean.
         """
         func = "GroupCVaRTarget.feature_target"
-        f_real = check_tensor(f_real, "f_real", func, ndim=2, floating=True, min_rows=1)
-        f_syn = check_tensor(f_syn, "f_syn", func, ndim=2, floating=True, min_rows=1)
+        f_real = _check_features(f_real, "f_real", func)
+        f_syn = _check_features(f_syn, "f_syn", func)
         if f_syn.shape[1] != f_real.shape[1]:
             fail(func, "f_syn", f"a tensor with {f_real.shape[1]} columns like f_real", f_syn)
+        gen = self._call_generator(generator, func)
         if self.mode == "as_released":
             return f_real.mean(0)
         with torch.no_grad():
             s = f_syn.detach().to(f_real.dtype)
-            groups = self._assign(f_real, s)
+            groups = self._assign(f_real, s, gen=gen, func=func)
             dist = _sq_dist(f_real, s).min(1).values.sqrt()  # (n,) coverage loss
             q = _group_weights(dist, groups, self.alpha, self.use_max)  # (n,), sums to 1 or 2
             if self.feature_weighting == "group":

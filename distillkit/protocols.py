@@ -254,12 +254,13 @@ class Protocol:
         allowed = [f.name for f in dataclasses.fields(self) if f.name not in ("name", "reason", "base")]
         for key in changes:
             if key not in allowed:
-                fail(func, key, "a field of Protocol (one of " + ", ".join(allowed) + ")", f"<an unknown field {key!r}>",
-                     error=TypeError)
+                fail(func, key, "a field of Protocol (one of " + ", ".join(allowed) + ")",
+                     f"<an unknown field {key!r}>", error=TypeError)
         return dataclasses.replace(self, name=name, reason=reason, base=self.name, **changes)
 
 
-def _stratified(y: torch.Tensor, counts: list[int | None], names: list[str], gen: torch.Generator) -> list[torch.Tensor]:
+def _stratified(y: torch.Tensor, counts: list[int | None], names: list[str],
+                gen: torch.Generator) -> list[torch.Tensor]:
     """Disjoint index sets drawing ``counts[j]`` per class (``None``: all that remain), sorted."""
     parts: list[list[torch.Tensor]] = [[] for _ in counts]
     for c in range(int(y.max()) + 1):

@@ -43,7 +43,8 @@ def test_mnist_splits_are_fixed_stratified_and_disjoint(mnist_root):
     d = _check_disjoint_and_fixed(MNIST, (5000, 1000, 2000))
     assert torch.bincount(d.y).tolist() == [500] * 10 and torch.bincount(d.y_test).tolist() == [200] * 10
     assert abs(float(d.x.mean())) < 0.05  # normalised
-    assert CPU.name == "cpu" and CPU.steps is None and CPU.epochs == 100 and FASHION.dataset == "fashion" and FASHION.data().x.shape == (5000, 1, 28, 28)
+    assert CPU.name == "cpu" and CPU.steps is None and CPU.epochs == 100
+    assert FASHION.dataset == "fashion" and FASHION.data().x.shape == (5000, 1, 28, 28)
 
 
 def test_stratified_draws_are_disjoint_and_cover():
@@ -113,8 +114,10 @@ def test_legacy_test_set_is_recorded():
 @pytest.mark.parametrize(
     "build, error, match",
     [
-        (lambda: DIGITS.variant("x", ""), ValueError, "The 'reason' parameter of Protocol.variant must be a non-empty str"),
-        (lambda: DIGITS.variant("x", None), TypeError, "The 'reason' parameter of Protocol.variant must be a non-empty"),
+        (lambda: DIGITS.variant("x", ""), ValueError,
+         "The 'reason' parameter of Protocol.variant must be a non-empty str"),
+        (lambda: DIGITS.variant("x", None), TypeError,
+         "The 'reason' parameter of Protocol.variant must be a non-empty"),
         (lambda: DIGITS.variant("digits", "same name"), ValueError,
          "The 'name' parameter of Protocol.variant must be a name other than the base protocol's"),
         (lambda: DIGITS.variant("x", "why", widht=3), TypeError,

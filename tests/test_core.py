@@ -250,7 +250,7 @@ def test_train_rejects_non_module():
 def test_eval_result_statistics():
     r = EvalResult((0.5, 0.7, 0.9), (0, 1, 2))
     assert r.mean == pytest.approx(0.7) and r.std == pytest.approx(0.2)
-    assert str(r) == "70.0 +- 20.0"
+    assert str(r) == "70.0 ± 20.0"
     assert EvalResult((0.8,), (0,)).std == 0.0
 
 

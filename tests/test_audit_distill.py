@@ -26,6 +26,7 @@ from distillkit.distill import (
     default_loops,
     distill,
     distribution_matching_loss,
+    dm,
     dsa_augment,
     empirical_ntk,
     expert_buffer_size,
@@ -268,3 +269,209 @@ def test_sweep_bad_input_gives_the_promised_error(func, param, thunk):
         thunk()
     message = str(info.value)
     assert any(f"The {p!r} parameter of {func} must be" in message for p in params), message
+
+
+# ---------------------------------------------------------------- regression tests of the audit's defects
+from distillkit.distill._base import _seed  # noqa: E402
+from distillkit.distill.augment import FAMILIES, _apply, _sample  # noqa: E402
+from distillkit.models import ConvNet  # noqa: E402
+
+
+def _convnet(generator=None):
+    return ConvNet(1, 2, im_size=8, width=4, depth=2, generator=generator).double()
+
+
+def _manual_dm_per_class(x, y, ipc, family, steps, lr_img, batch_real, seed):
+    """DM's memory mode written out: class after class, slice the *current* images, draw one
+    Siamese augmentation, one image step (the same random draws, in the same order, as dm)."""
+    gen = torch.Generator().manual_seed(seed)
+    x_syn, _ = init_synthetic(x, y, ipc, generator=gen)
+    x_syn.requires_grad_(True)
+    sampler = ClassSampler(y)
+    opt = torch.optim.SGD([x_syn], lr=lr_img, momentum=0.5)
+    for _ in range(steps):
+        net = _convnet(generator=_seed(gen)).train()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        for k, c in enumerate(sampler.classes):
+            xr = x[sampler.sample(c, batch_real, gen)]
+            params = _sample([family], 1, gen)
+            xr, xs = _apply(xr, params), _apply(x_syn[k * ipc:(k + 1) * ipc], params)
+            with torch.no_grad():
+                f_real = net.embed(xr)
+            loss = ((f_real.mean(0) - net.embed(xs).mean(0)) ** 2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return x_syn.detach()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dm_per_class_step_with_dsa_augments_the_current_images(family):
+    """Item 2: before the fix, scale/rotate raised 'modified by an inplace operation' and the other
+    families matched images out of date by the earlier classes' steps (momentum moves every slice)."""
+    x = XI.double()
+    s = dm(x, YI, 2, model_fn=_convnet, steps=3, batch_real=4, lr_img=0.5, dsa_strategy=family,
+           per_class_step=True, generator=0)
+    expected = _manual_dm_per_class(x, YI, 2, family, 3, 0.5, 4, 0)
+    torch.testing.assert_close(s.x, expected, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(s.x, s.history[0][1])
+
+
+@pytest.mark.parametrize("method", ["dc", "dm"])
+def test_kmeans_robust_target_is_reproducible_under_the_methods_seed(method):
+    """Item 5: k-means subgroups draw from the distill call's generator: two calls with the same
+    seed agree, whatever the targets' own (OS-seeded) generators, and reusing one target does too."""
+    opts = dict(model_fn=mlp, steps=3, batch_real=10, generator=0)
+    if method == "dc":
+        opts.update(outer_loop=2, inner_loop=1)
+    else:
+        opts.update(dsa=False)
+    x, y = torch.randn(40, 4, generator=torch.Generator().manual_seed(1)), torch.arange(40) % 2
+    runs = [distill(method, x, y, 3, robust=GroupCVaRTarget(grouping="kmeans"), **opts).x for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+    target = GroupCVaRTarget(grouping="kmeans", generator=5)
+    again = [distill(method, x, y, 3, robust=target, **opts).x for _ in range(2)]
+    assert torch.equal(again[0], again[1]) and torch.equal(again[0], runs[0])
+    other = distill(method, x, y, 3, robust=GroupCVaRTarget(grouping="kmeans"), **{**opts, "generator": 1}).x
+    assert not torch.equal(other, runs[0])
+
+
+def test_kmeans_target_called_directly_gives_the_same_groups_every_call():
+    net = mlp(0)
+    x, y = torch.randn(30, 4, generator=torch.Generator().manual_seed(2)), torch.arange(30) % 2
+    target = GroupCVaRTarget(grouping="kmeans", embed=lambda n, v: v)
+    first = [target.groups(net, x, y, x[:6], y[:6]) for _ in range(5)]
+    assert all(torch.equal(first[0], g) for g in first)
+    seeded = [target.groups(net, x, y, x[:6], y[:6], generator=s) for s in range(6)]
+    assert seeded[0].equal(target.groups(net, x, y, x[:6], y[:6], generator=0))
+
+
+@pytest.mark.parametrize("method", ["dc", "dsa", "dm"])
+def test_non_finite_step_is_an_error_not_nan_images(method):
+    """Item 6: inputs of magnitude 1e30 overflow the matching loss; before the fix the methods
+    returned all-NaN images with no error."""
+    opts = dict(steps=2, batch_real=4, generator=0)
+    if method != "dm":
+        opts.update(outer_loop=1, inner_loop=1)
+    if method == "dsa":
+        opts.update(dsa_strategy="color")
+    x = XI * 1e30 if method == "dsa" else XV * 1e30
+    y = YI if method == "dsa" else YV
+    if method != "dsa":
+        opts.update(model_fn=mlp, **({"dsa": False} if method == "dm" else {}))
+    with pytest.raises(FloatingPointError, match=rf"{method} stopped at step 1: .* not finite.* magnitude of "
+                                                 r"[0-9.]+e\+30"):
+        distill(method, x, y, 1, **opts)
+
+
+def test_dd_refuses_float16_at_the_boundary():
+    """Item 6: dd on float16 data returned all-inf/NaN images (Adam's steps overflow in half precision)."""
+    with pytest.raises(TypeError, match="The 'x' parameter of dd must be a float32 or float64 tensor"):
+        distill("dd", HALF, YV, 1, model_fn=mlp, steps=2, inner_steps=1, inner_epochs=1, generator=0)
+
+
+def test_mtt_refuses_nan_experts():
+    """Item 6: all-NaN trajectories skipped every step and returned the initial images."""
+    nan = ExpertBuffer(torch.full_like(BUF.trajectories, float("nan")))
+    with pytest.raises(ValueError, match="The 'experts' parameter of mtt must be finite"):
+        distill("mtt", XV, YV, 1, experts=nan, model_fn=mlp, steps=2, syn_steps=1, generator=0)
+
+
+def test_init_synthetic_refuses_an_ipc_larger_than_a_class():
+    """Item 8: returned 12 images and 20 labels for classes of 6 and 10 examples."""
+    y = torch.tensor([0] * 6 + [1] * 10)
+    with pytest.raises(ValueError, match=r"'ipc' parameter of init_synthetic must be at most the size of the "
+                                         r"smallest class \(6 examples, class 0\)"):
+        init_synthetic(torch.randn(16, 3), y, 10)
+    x_syn, y_syn = init_synthetic(torch.randn(16, 3), y, 6, generator=0)
+    assert x_syn.shape[0] == y_syn.shape[0] == 12
+
+
+def test_median_bandwidth_positive_or_an_error():
+    with pytest.raises(ValueError, match="'x' parameter of median_bandwidth must be a tensor with at least 2 rows"):
+        median_bandwidth(torch.ones(1, 3))
+    with pytest.raises(ValueError, match="median pairwise distance is positive.*Got a median pairwise distance of 0"):
+        median_bandwidth(torch.tensor([[0.0], [0.0], [0.0], [1.0]]))  # 3 of 6 pairs coincide, median 0
+    with pytest.raises(ValueError, match="'x' parameter of kip must be data whose median pairwise distance"):
+        distill("kip", torch.zeros(10, 2), torch.arange(10) % 2, 1, kernel="rbf", steps=1, batch_real=4)
+    assert median_bandwidth(torch.tensor([[0.0], [3.0]])) == 3.0
+
+
+def test_released_cvar_refuses_nan():
+    with pytest.raises(ValueError, match="'losses' parameter of released_cvar must be finite.*1 NaN or infinite"):
+        released_cvar([1.0, float("nan"), 3.0], 0.5)
+    assert released_cvar(np.arange(1.0, 11.0), 0.8) == 5.625
+
+
+# -- expert buffers (item 9)
+def test_buffer_manifest_is_checksummed(tmp_path):
+    path = tmp_path / "experts.pt"
+    train_expert_trajectories(XV, YV, model_fn=mlp, n_experts=1, epochs=2, generator=0, path=path)
+    assert load_expert_trajectories(path).manifest["lr"] == 0.01
+    blob = torch.load(path, weights_only=True)
+    bits = np.array([blob["manifest"]["lr"]]).view(np.uint64) ^ np.uint64(1 << 3)  # one flipped bit in the lr
+    blob["manifest"]["lr"] = float(bits.view(np.float64)[0])
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match="'path' parameter of load_expert_trajectories must be a buffer whose "
+                                         "manifest matches its SHA-256.*corrupted or was modified"):
+        load_expert_trajectories(path)
+    del blob["manifest"]["manifest_sha256"]
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match="manifest carries its own SHA-256"):
+        load_expert_trajectories(path)
+
+
+def test_flipped_bit_in_the_file_is_named(tmp_path):
+    path = tmp_path / "experts.pt"
+    train_expert_trajectories(XV, YV, model_fn=mlp, n_experts=1, epochs=2, generator=0, path=path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(np.array([0.01]).astype(">f8").tobytes())  # the pickled lr (BINFLOAT, big-endian)
+    assert at > 0
+    raw[at + 7] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="'path' parameter of load_expert_trajectories") as info:
+        load_expert_trajectories(path)
+    assert "experts.pt" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_damaged_buffer_names_the_file(tmp_path, damage):
+    path = tmp_path / "experts.pt"
+    train_expert_trajectories(XV, YV, model_fn=mlp, n_experts=1, epochs=2, generator=0, path=path)
+    raw = path.read_bytes()
+    path.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": b"not a buffer" * 50, "empty": b""}[damage])
+    with pytest.raises(ValueError, match=r"'path' parameter of load_expert_trajectories must be a readable buffer "
+                                         r"written by train_expert_trajectories\. Got '.*experts\.pt', which cannot"):
+        load_expert_trajectories(path)
+
+
+def test_existing_buffer_is_not_overwritten_silently(tmp_path):
+    path = tmp_path / "experts.pt"
+    path.write_bytes(b"precious")
+    with pytest.raises(ValueError, match="'path' parameter of train_expert_trajectories must be a path where no "
+                                         "file exists yet \\(or pass overwrite=True\\)"):
+        train_expert_trajectories(XV, YV, model_fn=mlp, n_experts=1, epochs=1, generator=0, path=path)
+    assert path.read_bytes() == b"precious"
+    buf = train_expert_trajectories(XV, YV, model_fn=mlp, n_experts=1, epochs=1, generator=0, path=path,
+                                    overwrite=True)
+    assert torch.equal(load_expert_trajectories(path).trajectories, buf.trajectories)
+    assert not (tmp_path / "experts.pt.part").exists()
+
+
+# -- MTT's minibatches follow the reference (GeorgeCazenavette/mtt-distillation, distill.py)
+def test_mtt_minibatches_are_the_references_chunks():
+    """The reference splits a fresh permutation per iteration into chunks of batch_syn and pops them
+    from the end: with 6 images and batch_syn=4 the student sees 2, 4, then (new permutation) 2 images.
+    Before, the short chunk was dropped (4, 4, 4) and permutations carried over between iterations."""
+    seen = []
+
+    def record(xb, generator):
+        seen.append(xb.detach().clone())
+        return xb
+
+    distill("mtt", XV, YV, 3, experts=BUF, model_fn=mlp, steps=2, syn_steps=3, expert_epochs=1, batch_syn=4,
+            augment=record, lr_img=1.0, generator=0)
+    assert [b.shape[0] for b in seen] == [2, 4, 2, 2, 4, 2]
+    for first in (0, 3):  # the first two batches of each iteration are one permutation of the 6 images
+        assert torch.unique(torch.cat(seen[first:first + 2]), dim=0).shape[0] == 6

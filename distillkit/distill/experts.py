@@ -249,7 +249,7 @@ def load_expert_trajectories(path) -> ExpertBuffer:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, damaged or not a torch file: say which file
         fail(func, "path", "a readable buffer written by train_expert_trajectories",
-             f"<{name!r}, which cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})>")
+             f"<{name!r}, which cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})>")
     if not isinstance(blob, dict) or not isinstance(blob.get("manifest"), dict) \
             or not isinstance(blob.get("trajectories"), torch.Tensor):
         fail(func, "path", "a file written by train_expert_trajectories", name)

@@ -147,7 +147,7 @@ def _check_accepts(model: nn.Module, x: torch.Tensor, func: str, param: str) -> 
             model(x[:1])
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         fail(func, param, "inputs the model accepts (its device, dtype and input shape)",
-             f"<a tensor of shape {tuple(x.shape)} and dtype {x.dtype} ({str(exc).splitlines()[0][:160]})>")
+             f"<a tensor of shape {tuple(x.shape)} and dtype {x.dtype} ({(str(exc).splitlines() or [''])[0][:160]})>")
 
 
 def median_bandwidth(x: torch.Tensor, *, max_points: int = 1000, generator=None) -> float:

@@ -92,8 +92,8 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
         (GeorgeCazenavette/mtt-distillation, ``distill.py``: ``torch.split`` of a
         ``torch.randperm`` of the synthetic set, chunks taken with ``pop()``), the minibatches
         are the chunks of a random permutation taken from the last one, so when ``batch_syn``
-        does not divide the set the short last chunk is used first; a new permutation is
-        drawn when the chunks run out.
+        does not divide the set the short last chunk is used first (nothing is dropped); a
+        new permutation is drawn at every iteration and whenever the chunks run out.
     augment : callable ``(x_batch, generator) -> x_batch``, optional
         Differentiable augmentation at every student step (the reference uses DSA).
     checkpoint : bool
@@ -184,14 +184,13 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
 
     from tqdm.auto import trange
 
-    chunks: list[torch.Tensor] = []
     for step in trange(1, steps + 1, disable=not progress, desc="mtt", leave=False):
         tic = time.perf_counter()
         e = int(torch.randint(0, experts.n_experts, (1,), generator=gen))
         t = int(torch.randint(0, max_start_epoch, (1,), generator=gen))
         theta_start = experts.trajectories[e, t].to(x.device, x.dtype)
         theta_target = experts.trajectories[e, t + expert_epochs].to(x.device, x.dtype)
-        batches = []
+        batches, chunks = [], []
         for _ in range(syn_steps):  # the reference's minibatches: chunks of a permutation, taken from the end
             if not chunks:
                 chunks = list(torch.randperm(m, generator=gen).split(batch_syn))

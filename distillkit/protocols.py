@@ -29,7 +29,8 @@ CPU        The book's earlier CPU protocol (ConvNet-3 width 32, 100 epochs, no m
 
 The CPU protocols train ``max(epochs, ceil(steps / batches_per_epoch))`` epochs, so a set of
 10 images gets at least ``steps`` optimiser steps instead of one step per epoch; ``steps``
-was chosen at the knee of the measured curve in ``benchmarks/README_protocols.md``.
+was chosen at the knee of the measured curve (DIGITS 200, MNIST and FASHION 300; see
+``benchmarks/README_protocols.md``).
 
 Example
 -------
@@ -296,7 +297,7 @@ def _load_splits(dataset, pool_per_class, val_per_class, test_per_class, split_s
     return x[pool], y[pool], x[val], y[val], xt.contiguous(), yt.contiguous()
 
 
-DIGITS = Protocol("digits", dataset="digits", width=32, depth=2, epochs=100, steps=300, val_per_class=30)
+DIGITS = Protocol("digits", dataset="digits", width=32, depth=2, epochs=100, steps=200, val_per_class=30)
 MNIST = Protocol("mnist", dataset="mnist", width=32, epochs=100, steps=300, pool_per_class=500, test_per_class=200)
 FASHION = dataclasses.replace(MNIST, name="fashion", dataset="fashion")
 PAPER = Protocol("paper", dataset="mnist", width=128, epochs=300, schedule="reference", augment_epochs=1000)

@@ -139,6 +139,12 @@ def train_model(
         y = check_tensor(y, "y", func, ndim=2, floating=True)
         if y.shape[0] != x.shape[0]:
             fail(func, "y", f"a tensor with one row per row of x ({x.shape[0]})", y)
+        # soft labels are distributions over classes: the loss -sum(y log p) is a cross-entropy only then
+        row_sums = y.sum(1)
+        if bool((y < 0).any()) or not bool(torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-4)):
+            worst = int((row_sums - 1).abs().argmax())
+            fail(func, "y", "soft labels whose rows are distributions (non-negative, summing to 1)",
+                 f"<row {worst} summing to {float(row_sums[worst]):.4g}, min entry {float(y.min()):.4g}>")
     else:
         x, y = check_xy(x, y, func)
     n = x.shape[0]

@@ -216,6 +216,12 @@ def test_weights_change_training_and_are_scale_free():
     assert not all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), c.parameters()))
 
 
+@pytest.mark.parametrize("bad", [torch.tensor([[0.5, 0.6], [0.5, 0.5]]), torch.tensor([[1.5, -0.5], [0.5, 0.5]])])
+def test_soft_labels_must_be_distributions(bad):
+    with pytest.raises(ValueError, match="'y' parameter of train_model must be soft labels whose rows are distributions"):
+        train_model(MLP(2, 2, hidden=(8,), generator=0), torch.zeros(2, 2), bad, epochs=1, generator=0)
+
+
 def test_soft_labels_train():
     x, y = _blobs(40)
     soft = torch.nn.functional.one_hot(y, 2).float()

@@ -123,7 +123,10 @@ def _std(values: Sequence[float]) -> float:
 
 def spread(a, b) -> float:
     """``sqrt(s_a**2 + s_b**2)``: the spread of the difference of one run of each side."""
-    va, vb = values_of(a, "a", "spread"), values_of(b, "b", "spread")
+    return _spread(values_of(a, "a", "spread"), values_of(b, "b", "spread"))
+
+
+def _spread(va: Sequence[float], vb: Sequence[float]) -> float:
     return math.hypot(_std(va), _std(vb))
 
 
@@ -167,7 +170,7 @@ def claim(statement: str, a, op: str, b, *, margin: float | str | None = None) -
         k = float(_MARGIN.match(margin).group(1))
         if len(va) < 2 and len(vb) < 2:
             fail(func, "margin", "'k std' only with at least two measurements on one side", margin)
-        threshold = k * math.hypot(_std(va), _std(vb))
+        threshold = k * _spread(va, vb)
         unit = f"{k:g} std"
         margin_text = f"by more than {unit}" if op != "~" else f"to within {unit}"
     else:

@@ -57,7 +57,7 @@ from typing import NamedTuple
 import torch
 
 from ._validation import check_float, check_int, check_option, fail
-from .evaluate import EvalResult, evaluate_set
+from .evaluate import EvalResult, class_size_weights, evaluate_set
 from .models import ConvNet
 from .train import SCHEDULES
 
@@ -240,6 +240,51 @@ class Protocol:
         result = evaluate_set(model_fn, x, y, x_test, y_test, weights=weights, seeds=tuple(seeds), **options)
         record = {**asdict(self), **result.protocol, "evaluated_on": on, "overrides": sorted(overrides)}
         return EvalResult(result.accuracies, result.seeds, record)
+
+    def train(self, x, y, *, generator: int, weights=None, augment=None, n_classes: int = 10):
+        """Train one fresh network of this protocol on ``(x, y)`` with its schedule and return it
+        (in eval mode): for proxy models and for inspecting a trained network. ``generator`` seeds
+        the initialisation and the minibatch order exactly as :meth:`evaluate` does for that seed."""
+        from .train import train_model
+
+        seed = check_int(generator, "generator", "Protocol.train", low=0)
+        epochs = self.augment_epochs if augment is not None and self.augment_epochs is not None else self.epochs
+        options = dict(epochs=epochs, steps=self.steps, schedule=self.schedule, lr=self.lr, momentum=self.momentum,
+                       weight_decay=self.weight_decay, batch_size=self.batch_size)
+        if augment is not None:
+            options["augment"] = augment
+        model = self.model_fn(x.shape[1], n_classes, x.shape[-1])(generator=seed).to(x.device)
+        return train_model(model, x, y, weights=weights, generator=seed + 10_000, **options).eval()
+
+    def random_baseline(self, ipc: int, seeds=None, *, weights: str | None = None, on: str = "test") -> EvalResult:
+        """Random subsets of the pool with ``ipc`` images per class, one per seed: seed ``s``
+        draws the subset (``select("random", ..., generator=s)``) and the network. Every chapter
+        that shows the random baseline of a protocol and budget shows this number.
+
+        ``weights="class_size"`` gives each picked image its class's pool size divided by the
+        images picked from that class (the weights a per-class weighted coreset carries), for the
+        weighted baseline beside a weighted method.
+        """
+        from .coresets import select
+
+        func = "Protocol.random_baseline"
+        ipc = check_int(ipc, "ipc", func, low=1)
+        if weights is not None:
+            check_option(weights, "weights", func, ("class_size",))
+        seeds = self.seeds if seeds is None else seeds
+        if isinstance(seeds, numbers.Integral) or not hasattr(seeds, "__iter__"):
+            fail(func, "seeds", "a non-empty sequence of ints", seeds, error=TypeError)
+        splits = self.data()
+        n_classes = int(splits.y.max()) + 1
+        accs = []
+        for seed in seeds:
+            idx = select("random", splits.x, splits.y, n_classes * ipc, generator=seed).indices
+            w = None
+            if weights == "class_size":
+                w = class_size_weights(splits.y[idx], splits.y)
+            accs += self.evaluate(splits.x[idx], splits.y[idx], weights=w, seeds=(seed,), on=on).accuracies
+        return EvalResult(tuple(accs), tuple(seeds), {**asdict(self), "evaluated_on": on, "baseline": "random",
+                                                      "weights": weights})
 
     def variant(self, name: str, reason: str, **changes) -> Protocol:
         """A copy of this protocol with ``changes``, named ``name``, that records ``reason``

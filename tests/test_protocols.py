@@ -141,3 +141,37 @@ def test_legacy_test_set_is_recorded():
 def test_bad_inputs(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def test_train_gives_the_network_evaluate_measures():
+    from distillkit import accuracy
+    from distillkit.protocols import DIGITS
+
+    quick = DIGITS.variant("digits-quick", "a unit test must run in seconds", epochs=3, steps=5)
+    x, y, _, _, x_test, y_test = quick.data()
+    net = quick.train(x[:40], y[:40], generator=3)
+    assert not net.training
+    assert quick.evaluate(x[:40], y[:40], seeds=(3,)).accuracies == (accuracy(net, x_test, y_test),)
+
+
+def test_random_baseline_is_the_documented_draw_and_weights():
+    from distillkit import class_size_weights
+    from distillkit.coresets import select
+    from distillkit.protocols import DIGITS
+
+    quick = DIGITS.variant("digits-quick", "a unit test must run in seconds", epochs=2, steps=None)
+    x, y = quick.data()[:2]
+    result = quick.random_baseline(2, seeds=(0, 1))
+    assert result.seeds == (0, 1) and result.protocol["baseline"] == "random"
+    for seed, acc in zip((0, 1), result.accuracies):
+        idx = select("random", x, y, 20, generator=seed).indices
+        assert quick.evaluate(x[idx], y[idx], seeds=(seed,)).accuracies == (acc,)
+    weighted = quick.random_baseline(2, seeds=(0,), weights="class_size")
+    idx = select("random", x, y, 20, generator=0).indices
+    w = class_size_weights(y[idx], y)
+    assert torch.isclose(w.sum(), torch.tensor(float(len(y)), dtype=w.dtype))
+    assert quick.evaluate(x[idx], y[idx], weights=w, seeds=(0,)).accuracies == weighted.accuracies
+    with pytest.raises(ValueError, match="weights"):
+        quick.random_baseline(2, weights="uniform")
+    with pytest.raises(ValueError, match="ipc"):
+        quick.random_baseline(0)

@@ -11,6 +11,7 @@
 #   ./book.sh lab              open the chapters in JupyterLab
 #   ./book.sh pdf              build the PDF, solutions in an appendix (needs TeX: see README)
 #   ./book.sh student          export student notebooks (solutions removed) into student/
+#   ./book.sh assignments      write an nbgrader course (nbgrader_config.py, source/) into course/
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -84,7 +85,11 @@ case "$cmd" in
   student)
     setup; python tools/export_student.py "$@"
     ;;
+  assignments)
+    # nbgrader does the rest: cd course && nbgrader generate_assignment NAME (instructor's guide)
+    setup; python tools/nbgrader_course.py "$@"
+    ;;
   *)
-    sed -n '2,13p' "$0"; exit 2
+    sed -n '2,14p' "$0"; exit 2
     ;;
 esac

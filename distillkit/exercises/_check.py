@@ -74,6 +74,15 @@ class CheckResult:
                 return line[len("Hint: "):]
         return ""
 
+    def assert_correct(self) -> None:
+        """Raise ``AssertionError`` with the printed feedback (hint included) unless correct.
+
+        For autograders (nbgrader's test cells), where a failed test is a raised error:
+        ``check_f(f).assert_correct()``. The check itself still prints and never raises.
+        """
+        if not self:
+            raise AssertionError(self.message)
+
     def __repr__(self) -> str:
         return f"CheckResult(exercise={self.exercise!r}, status={self.status!r})"
 

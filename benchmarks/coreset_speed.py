@@ -319,6 +319,7 @@ def main(argv=None):
     parser.add_argument("--skip-greedy", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--skip-facility", action="store_true")
+    parser.add_argument("--bandwidth-mib", type=int, default=512, help="MiB summed to measure read bandwidth")
     args = parser.parse_args(argv)
 
     import torch
@@ -330,9 +331,9 @@ def main(argv=None):
     budget = args.budget or (200 if args.quick else 1000)
     naive_budget = args.naive_budget or (50 if args.quick else 100)
     fl_naive_steps = args.fl_naive_steps or (20 if args.quick else 50)
-    bandwidth = read_bandwidth(args.device)
+    bandwidth = read_bandwidth(args.device, mib=args.bandwidth_mib)
     print(f"Device: {args.device}; torch {torch.__version__}; {torch.get_num_threads()} CPU threads; "
-          f"read bandwidth {bandwidth / 1e9:.1f} GB/s (best of 7 sums over 512 MiB, float32).\n")
+          f"read bandwidth {bandwidth / 1e9:.1f} GB/s (best of 7 sums over {args.bandwidth_mib} MiB, float32).\n")
     if not args.skip_greedy:
         greedy_table(args.methods, sizes, args.d, budget, naive_budget, args.device, bandwidth)
         print()

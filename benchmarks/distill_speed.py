@@ -62,10 +62,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _data(device: str):
+def _data(device: str, pool: int | None = None):
     from distillkit.data import load_mnist
 
     x, y = load_mnist(split="train", progress=False)
+    if pool is not None:  # the first ``pool`` images (a smoke run)
+        x, y = x[:pool], y[:pool]
     return ((x - 0.1307) / 0.3081).to(device), y.to(device)
 
 
@@ -82,7 +84,7 @@ def _run_child(queue, name, fn, args):
 
     torch.set_num_threads(args.threads)
     device = args.device
-    data = _data(device)
+    data = _data(device, args.pool)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -306,6 +308,7 @@ def main(argv=None):
     parser.add_argument("--batch-real", type=int, default=64, help="real images per class (256 in the papers)")
     parser.add_argument("--iters", type=int, default=4, help="iterations per variant, the first is a warm-up")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    parser.add_argument("--pool", type=int, default=None, help="use only the first POOL MNIST images (smoke runs)")
     args = parser.parse_args(argv)
     import torch
 

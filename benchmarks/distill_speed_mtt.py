@@ -202,6 +202,7 @@ def main():
     parser.add_argument("--width", type=int, default=None, help="default: 128 on cuda, 32 on cpu")
     parser.add_argument("--iters", type=int, default=None, help="default: 10 on cuda, 2 on cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes (smoke runs)")
     parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--measure", default="time", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,8 +227,8 @@ def main():
         timing = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         # memory in a second process whose large blocks are mmap-ed, so that RSS follows live memory
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-        memory = json.loads(subprocess.run(cmd + ["--measure", "memory"], check=True, capture_output=True, text=True,
-                                           env=env).stdout.splitlines()[-1])
+        memory = {"peak_bytes": 0} if args.no_memory else json.loads(subprocess.run(
+            cmd + ["--measure", "memory"], check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
         rows.append({**timing, "peak_bytes": memory["peak_bytes"]})
     base = rows[0]
     memory = "peak CUDA memory" if cuda else "peak RSS growth"

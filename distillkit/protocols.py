@@ -228,12 +228,7 @@ class Protocol:
         seeds = self.seeds if seeds is None else seeds
         if isinstance(seeds, numbers.Integral) or not hasattr(seeds, "__iter__"):
             fail(func, "seeds", "a non-empty sequence of ints", seeds, error=TypeError)
-        epochs = self.augment_epochs if augment is not None and self.augment_epochs is not None else self.epochs
-        options = dict(epochs=epochs, steps=self.steps, schedule=self.schedule, lr=self.lr, momentum=self.momentum,
-                       weight_decay=self.weight_decay, batch_size=self.batch_size)
-        options.update(overrides)
-        if augment is not None:
-            options["augment"] = augment
+        options = {**self._train_options(augment), **overrides}
         if n_classes is None:
             n_classes = int(y_test.max()) + 1 if y_test.numel() else 10
         model_fn = self.model_fn(x.shape[1], n_classes, x.shape[-1])
@@ -248,13 +243,18 @@ class Protocol:
         from .train import train_model
 
         seed = check_int(generator, "generator", "Protocol.train", low=0)
+        model = self.model_fn(x.shape[1], n_classes, x.shape[-1])(generator=seed).to(x.device)
+        return train_model(model, x, y, weights=weights, generator=seed + 10_000, **self._train_options(augment)).eval()
+
+    def _train_options(self, augment) -> dict:
+        """The :func:`~distillkit.train.train_model` schedule of this protocol (``augment_epochs``
+        when an augmentation is given), shared by :meth:`evaluate` and :meth:`train`."""
         epochs = self.augment_epochs if augment is not None and self.augment_epochs is not None else self.epochs
         options = dict(epochs=epochs, steps=self.steps, schedule=self.schedule, lr=self.lr, momentum=self.momentum,
                        weight_decay=self.weight_decay, batch_size=self.batch_size)
         if augment is not None:
             options["augment"] = augment
-        model = self.model_fn(x.shape[1], n_classes, x.shape[-1])(generator=seed).to(x.device)
-        return train_model(model, x, y, weights=weights, generator=seed + 10_000, **options).eval()
+        return options
 
     def random_baseline(self, ipc: int, seeds=None, *, weights: str | None = None, on: str = "test") -> EvalResult:
         """Random subsets of the pool with ``ipc`` images per class, one per seed: seed ``s``

@@ -63,7 +63,7 @@ RUBRIC_EXPERIMENT = (f"Experimental answer, {EXPERIMENT_POINTS} points: the inst
                      "limitation named).")
 
 # Two chapters write their coding solution inline, not as the function the stub asks for: the
-# chapter's own logic in the stub's signature (the same as tests/test_exercises.py uses).
+# chapter's own logic in the stub's signature (tests/test_exercises.py checks these very sources).
 INLINE_REFERENCE = {
     "ex-gradient-2": '''def craig_weights(features, y, indices):
     weights = torch.zeros(len(indices))

@@ -10,14 +10,14 @@ from .._validation import check_int, describe, fail
 __all__ = ["figure_to_png", "frame_explorer", "live_explorer"]
 
 
-def figure_to_png(fig, *, dpi: int = 80) -> bytes:
+def figure_to_png(fig, *, dpi: int = 100) -> bytes:
     """Render a matplotlib figure to PNG bytes and close it.
 
     Parameters
     ----------
     fig : matplotlib Figure
     dpi : int
-        Resolution, at least 1.
+        Resolution, at least 1 (100, as the book style, so that its 12-pt fonts stay legible).
     """
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure

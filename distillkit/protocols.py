@@ -58,12 +58,13 @@ import torch
 
 from ._validation import check_float, check_int, check_option, fail
 from .evaluate import EvalResult, class_size_weights, evaluate_set
-from .models import ConvNet
+from .models import MLP, ConvNet
 from .train import SCHEDULES
 
 __all__ = ["CPU", "DIGITS", "FASHION", "MNIST", "PAPER", "Protocol", "ProtocolData"]
 
 _DATASETS = ("digits", "mnist", "fashion")
+_ARCHS = ("convnet", "mlp")
 _SHAPES = {"digits": (1, 8), "mnist": (1, 28), "fashion": (1, 28)}  # (channels, image size)
 _STATS = {"mnist": (0.1307, 0.3081), "fashion": (0.2861, 0.3530)}  # the reference's normalisation
 
@@ -89,6 +90,11 @@ class Protocol:
     dataset : {"digits", "mnist", "fashion"}
     width, depth, norm :
         The :class:`~distillkit.models.ConvNet`.
+    arch : {"convnet", "mlp"}
+        The evaluation network: the ConvNet above, or an :class:`~distillkit.models.MLP` with
+        the hidden widths ``mlp_hidden`` (for cross-architecture variants).
+    mlp_hidden : tuple of int
+        Hidden widths of the MLP when ``arch="mlp"``.
     epochs, steps, schedule, lr, momentum, weight_decay, batch_size :
         The :func:`~distillkit.train.train_model` schedule (``steps``: minimum optimiser steps).
     augment_epochs : int, optional
@@ -115,6 +121,8 @@ class Protocol:
     width: int = 128
     depth: int = 3
     norm: str = "instance"
+    arch: str = "convnet"
+    mlp_hidden: tuple[int, ...] = (128,)
     epochs: int = 300
     steps: int | None = None
     schedule: str = "book"
@@ -140,6 +148,7 @@ class Protocol:
             fail(func, "name", "a non-empty str", self.name)
         check_option(self.dataset, "dataset", func, _DATASETS)
         check_option(self.schedule, "schedule", func, SCHEDULES)
+        check_option(self.arch, "arch", func, _ARCHS)
         for param in ("width", "depth", "epochs", "batch_size", "val_per_class"):
             check_int(getattr(self, param), param, func, low=1)
         for param in ("steps", "augment_epochs", "pool_per_class", "test_per_class"):
@@ -147,7 +156,7 @@ class Protocol:
                 check_int(getattr(self, param), param, func, low=1)
         check_int(self.split_seed, "split_seed", func, low=0)
         check_float(self.lr, "lr", func, low=0.0, low_open=True)
-        for param, low in (("budgets", 1), ("seeds", 0)):
+        for param, low in (("budgets", 1), ("seeds", 0), ("mlp_hidden", 1)):
             value = getattr(self, param)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 fail(func, param, "a non-empty sequence of ints", value, error=TypeError)
@@ -159,9 +168,12 @@ class Protocol:
     # --- the network ---------------------------------------------------------------------
 
     def model_fn(self, in_channels: int | None = None, n_classes: int = 10, im_size: int | None = None):
-        """A factory ``model_fn(generator=seed)`` building this protocol's ConvNet (by default
-        for its data set's image shape)."""
+        """A factory ``model_fn(generator=seed)`` building this protocol's network (its ConvNet,
+        or its MLP when ``arch="mlp"``; by default for its data set's image shape)."""
         channels, size = _SHAPES[self.dataset]
+        if self.arch == "mlp":
+            features = (in_channels or channels) * (im_size or size) ** 2
+            return functools.partial(MLP, features, n_classes, hidden=self.mlp_hidden)
         return functools.partial(ConvNet, in_channels or channels, n_classes, im_size=im_size or size,
                                  width=self.width, depth=self.depth, norm=self.norm)
 

@@ -175,3 +175,25 @@ def test_random_baseline_is_the_documented_draw_and_weights():
         quick.random_baseline(2, weights="uniform")
     with pytest.raises(ValueError, match="ipc"):
         quick.random_baseline(0)
+
+
+def test_mlp_variant_builds_and_records_an_mlp():
+    from distillkit.models import MLP
+    from distillkit.protocols import DIGITS
+
+    mlp = DIGITS.variant("digits-mlp", "cross-architecture check", arch="mlp", mlp_hidden=(16,), epochs=2, steps=None)
+    net = mlp.model_fn()(generator=0)
+    assert isinstance(net, MLP) and net.in_features == 64
+    x, y, *_ = mlp.data()
+    r = mlp.evaluate(x[:20], y[:20], seeds=(0,), on="validation")
+    assert r.protocol["arch"] == "mlp" and r.protocol["mlp_hidden"] == (16,)
+    assert DIGITS.arch == "convnet"
+
+
+@pytest.mark.parametrize("changes, param", [({"arch": "resnet"}, "arch"), ({"mlp_hidden": ()}, "mlp_hidden"),
+                                            ({"mlp_hidden": (0,)}, "mlp_hidden")])
+def test_bad_arch_fields_are_named(changes, param):
+    from distillkit.protocols import DIGITS
+
+    with pytest.raises((ValueError, TypeError), match=f"'{param}' parameter of Protocol"):
+        DIGITS.variant("bad", "a test", **changes)

@@ -248,15 +248,21 @@ class Protocol:
         record = {**asdict(self), **result.protocol, "evaluated_on": on, "overrides": sorted(overrides)}
         return EvalResult(result.accuracies, result.seeds, record)
 
-    def train(self, x, y, *, generator: int, weights=None, augment=None, n_classes: int = 10):
+    def train(self, x, y, *, generator: int, weights=None, augment=None, n_classes: int = 10, callback=None):
         """Train one fresh network of this protocol on ``(x, y)`` with its schedule and return it
         (in eval mode): for proxy models and for inspecting a trained network. ``generator`` seeds
-        the initialisation and the minibatch order exactly as :meth:`evaluate` does for that seed."""
+        the initialisation and the minibatch order exactly as :meth:`evaluate` does for that seed.
+        ``callback(epoch, model)``, when given, runs after every epoch (for example a
+        :class:`~distillkit.coresets.ForgettingRecorder`, or a snapshot of an early network); it
+        does not change the training."""
         from .train import train_model
 
         seed = check_int(generator, "generator", "Protocol.train", low=0)
         model = self.model_fn(x.shape[1], n_classes, x.shape[-1])(generator=seed).to(x.device)
-        return train_model(model, x, y, weights=weights, generator=seed + 10_000, **self._train_options(augment)).eval()
+        options = self._train_options(augment)
+        if callback is not None:
+            options["callback"] = callback
+        return train_model(model, x, y, weights=weights, generator=seed + 10_000, **options).eval()
 
     def _train_options(self, augment) -> dict:
         """The :func:`~distillkit.train.train_model` schedule of this protocol (``augment_epochs``

@@ -154,6 +154,25 @@ def test_train_gives_the_network_evaluate_measures():
     assert quick.evaluate(x[:40], y[:40], seeds=(3,)).accuracies == (accuracy(net, x_test, y_test),)
 
 
+def test_train_callback_sees_every_epoch_and_changes_nothing():
+    from distillkit.coresets import ForgettingRecorder
+    from distillkit.protocols import DIGITS
+
+    quick = DIGITS.variant("digits-quick", "a unit test must run in seconds", epochs=3, steps=None)
+    x, y = quick.data()[:2]
+    x, y = x[:60], y[:60]
+    epochs, rec = [], ForgettingRecorder(x, y)
+
+    def callback(epoch, model):
+        epochs.append(epoch)
+        rec(epoch, model)
+
+    with_cb = quick.train(x, y, generator=1, callback=callback)
+    plain = quick.train(x, y, generator=1)
+    assert epochs == [0, 1, 2] and rec.history.shape == (3, 60)
+    assert all(torch.equal(p, q) for p, q in zip(with_cb.parameters(), plain.parameters()))
+
+
 def test_random_baseline_is_the_documented_draw_and_weights():
     from distillkit import class_size_weights
     from distillkit.coresets import select

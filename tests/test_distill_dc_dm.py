@@ -132,6 +132,49 @@ def test_dm_one_forward_equals_per_class_forwards(digits):
         float(sum(dm_mod._class_loss(net, r, s, None) for r, s in zip(uneven, syn))), rel=1e-5)
 
 
+def test_dm_per_class_path_equals_batched_path_loss_and_gradient(digits):
+    """The CPU path (one forward per class, real batches in chunks) and the CUDA path (one forward
+    over all classes) give the same loss and the same image gradient, with and without a robust
+    target; 100 real images per class exercise the chunking (64 per forward)."""
+    x, y = digits
+    net = small_net(generator=0)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    real = [x[y == c][:100] for c in range(4)]
+    for robust in (None, FakeFeatureRobust()):
+        grads, values = [], []
+        for loss_fn in (dm_mod._all_classes_loss, dm_mod._per_class_loss):
+            x_syn = torch.cat([x[y == c][100:103] for c in range(4)]).clone().requires_grad_(True)
+            loss = loss_fn(net, real, list(torch.split(x_syn, 3)), robust)
+            (grad,) = torch.autograd.grad(loss, x_syn)
+            values.append(float(loss))
+            grads.append(grad)
+        assert values[1] == pytest.approx(values[0], rel=1e-5)
+        assert torch.allclose(grads[1], grads[0], rtol=1e-4, atol=1e-6 * float(grads[0].abs().max()))
+    chunked = dm_mod._embed_real(net, real[0])
+    with torch.no_grad():
+        assert torch.allclose(chunked, net.embed(real[0]), atol=1e-5)
+
+
+def test_dm_cpu_default_takes_the_per_class_path(digits, monkeypatch):
+    x, y = digits
+    calls = []
+    for name in ("_all_classes_loss", "_per_class_loss"):
+        original = getattr(dm_mod, name)
+        monkeypatch.setattr(dm_mod, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    dm(x, y, 1, model_fn=small_net, steps=2, batch_real=8, dsa=False, generator=0)
+    assert calls == ["_per_class_loss"] * 2
+    assert not dm_mod._batched_forward(small_net(generator=0), "cpu")
+    assert dm_mod._batched_forward(small_net(generator=0), "cuda")
+    bn_net = ConvNet(1, 4, im_size=8, width=8, depth=2, norm="batch", generator=0)
+    assert dm_mod._batched_forward(bn_net, "cpu")  # the reference's ConvNetBN branch: one batch of all classes
+    calls.clear()
+    dm(x, y, 1, model_fn=lambda generator=None: ConvNet(1, 4, im_size=8, width=8, depth=2, norm="batch",
+                                                         generator=generator),
+       steps=1, batch_real=8, dsa=False, generator=0)
+    assert calls == ["_all_classes_loss"]
+
+
 def test_per_class_step_mode_runs_and_differs(digits):
     x, y = digits
     opts = dict(model_fn=small_net, steps=1, batch_real=16, generator=0)

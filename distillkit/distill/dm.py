@@ -4,10 +4,19 @@ DM (Zhao & Bilen, WACV 2023) learns synthetic images whose mean embedding, under
 initialised and never trained networks, matches the mean embedding of the real images of
 the same class. Every step draws a new network and freezes it; the images follow the
 gradient of the summed class-wise :func:`~distillkit.distill.losses.distribution_matching_loss`.
-Unlike the reference, which runs one forward pass per class, all classes go through one
-forward pass for the real batches and one for the synthetic set: the embeddings of
-instance-normalised ConvNets do not depend on the other images of the batch, so the loss
-is the same and the step is several times faster.
+The forward passes are chosen by device, for the same loss and image gradient either way:
+
+* on CPU, the reference's loop: one forward pass per class for the real batch (under
+  ``no_grad``, in chunks of 64 images) and one for the class's synthetic images, the loss
+  summed over classes, one backward pass. Only one chunk's real activations are alive at a
+  time: one forward over all classes' real batches at width 128 and 256 real images per
+  class holds about 2.7 GB on MNIST, this loop about 0.4 GB in all, no more than the
+  reference's, and it is faster on CPU (benchmarks/README_peers.md);
+* on CUDA, all classes go through one forward pass for the real batches and one for the
+  synthetic set (the embeddings of instance-normalised ConvNets do not depend on the
+  other images of the batch, so the loss is the same), which fills the device. Networks
+  with BatchNorm take this path on every device, as in the reference's ConvNetBN branch
+  (their statistics are those of all classes).
 """
 
 from __future__ import annotations
@@ -147,7 +156,11 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
                 total += float(loss.detach())
         else:
             pairs = list(_class_batches(x, x_syn, sampler, batch_real, ipc, parts, gen))
-            loss = _all_classes_loss(net, [p[0] for p in pairs], [p[1] for p in pairs], robust, robust_gen)
+            real, syn = [p[0] for p in pairs], [p[1] for p in pairs]
+            if _batched_forward(net, x.device):
+                loss = _all_classes_loss(net, real, syn, robust, robust_gen)
+            else:
+                loss = _per_class_loss(net, real, syn, robust, robust_gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _check_step(func, step, loss, x_syn, x)
@@ -187,13 +200,50 @@ def _target(f_real, f_syn, robust, robust_gen=None):
     return target
 
 
-def _class_loss(net, xr, xs, robust, robust_gen=None):
+def _has_batchnorm(net) -> bool:
+    from torch import nn
+
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+_CPU_REAL_CHUNK = 64  # real images per forward pass on CPU: 0.12 GB of activations at width 128 (0.28 GB for 256)
+
+
+def _embed_real(net, xr):
+    """``net.embed(xr)`` under ``no_grad``; on CPU, for networks without BatchNorm (whose embedding of an
+    image does not depend on the rest of the batch), in chunks of ``_CPU_REAL_CHUNK`` images, which
+    holds a quarter of the activations and is no slower."""
     with torch.no_grad():
-        f_real = net.embed(xr)
+        if xr.device.type != "cpu" or xr.shape[0] <= _CPU_REAL_CHUNK or _has_batchnorm(net):
+            return net.embed(xr)
+        return torch.cat([net.embed(part) for part in torch.split(xr, _CPU_REAL_CHUNK)])
+
+
+def _class_loss(net, xr, xs, robust, robust_gen=None):
+    f_real = _embed_real(net, xr)
     f_syn = net.embed(xs)
     if robust is None:
         return _distribution_matching_loss(f_real, f_syn)
     return ((_target(f_real, f_syn, robust, robust_gen) - f_syn.mean(0)) ** 2).sum()
+
+
+def _batched_forward(net, device) -> bool:
+    """Whether a step takes one forward pass over all classes' real batches and one over the synthetic
+    set (on CUDA, where it fills the device; and for networks with BatchNorm, whose statistics are then
+    those of all classes, as in the reference's ConvNetBN branch) or one per class (on CPU, the
+    reference's loop for ConvNets: a fraction of the memory, and faster)."""
+    return torch.device(device).type == "cuda" or _has_batchnorm(net)
+
+
+def _per_class_loss(net, real, syn, robust, robust_gen=None):
+    """Sum over classes of the DM loss with one forward pass per class for the real batch (under
+    ``no_grad``: one class's activations alive at a time) and one for the class's synthetic images,
+    as the reference; one backward pass over the sum. The random draws (batches, augmentation, then
+    the robust targets in class order) are those of :func:`_all_classes_loss`."""
+    total = 0.0
+    for xr, xs in zip(real, syn):
+        total = total + _class_loss(net, xr, xs, robust, robust_gen)
+    return total
 
 
 def _all_classes_loss(net, real, syn, robust, robust_gen=None):

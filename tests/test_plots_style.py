@@ -33,3 +33,15 @@ def test_the_standard_figures_draw_no_small_text():
     sizes = _font_sizes(fig)
     plt.close(fig)
     assert sizes and min(sizes) >= MIN_FONT_PT, sizes
+
+
+def test_accuracy_curve_labels_the_budgets_as_numbers():
+    from distillkit.plots import accuracy_curve
+
+    use_style()
+    fig, ax = plt.subplots()
+    accuracy_curve([1, 10, 50], {"random": [(0.5, 0.01), (0.8, 0.02), (0.9, 0.01)]}, ax=ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    plt.close(fig)
+    assert labels == ["1", "10", "50"], labels

@@ -97,9 +97,11 @@ def image_grid(images: torch.Tensor, *, nrow: int | None = None, labels=None, ax
     labels : sequence, optional
         One label per image, drawn in its corner.
     ax : matplotlib Axes, optional
+        Axes to draw into; default a new figure.
     cmap : str or Colormap
         Colour map of one-channel images.
     title : str, optional
+        Axes title.
     """
     func = "image_grid"
     images = _check_plain(images, "images", func, ndim=(3, 4), min_rows=1)
@@ -152,12 +154,19 @@ def accuracy_curve(budgets, results: dict, *, ax=None, xlabel="images per class"
     Parameters
     ----------
     budgets : sequence of numbers
+        The x values (images per class or budgets).
     results : dict mapping method name to a sequence of ``EvalResult`` (or ``(mean, std)``
         pairs in [0, 1]), one per budget.
+    ax : matplotlib Axes, optional
+        Axes to draw into; default a new figure.
+    xlabel, ylabel : str
+        Labels of the axes.
     full : float, optional
         Full-data accuracy in [0, 1], drawn as a dashed line.
     logx : bool
         A logarithmic x axis (then every budget must be positive).
+    title : str, optional
+        Axes title.
     """
     func = "accuracy_curve"
     if isinstance(budgets, torch.Tensor):
@@ -201,6 +210,12 @@ def accuracy_curve(budgets, results: dict, *, ax=None, xlabel="images per class"
         ax.axhline(100 * full, color="black", ls="--", lw=1, label="full data")
     if logx:
         ax.set_xscale("log")
+    # ticks at the budgets themselves, written as numbers (1, 10, 50), not as powers of ten
+    from matplotlib.ticker import NullFormatter
+
+    ticks = sorted(set(budgets))
+    ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
@@ -215,11 +230,17 @@ def selection_scatter(x: torch.Tensor, y: torch.Tensor, indices=None, *, ax=None
     Parameters
     ----------
     x : Tensor of shape (n, 2)
+        The points.
     y : Tensor of shape (n,), int64 labels >= 0
+        Their labels (the class colours).
     indices : sequence of int or 1-D integer Tensor, optional
         Rows of ``x`` to ring, each in [0, n).
+    ax : matplotlib Axes, optional
+        Axes to draw into; default a new figure.
     weights : sequence of numbers or Tensor, optional
         One finite weight >= 0 per index (not all zero); the rings are sized by it.
+    title : str, optional
+        Axes title.
     s : float
         Marker size of the points (> 0).
     """

@@ -12,7 +12,30 @@ OMP, k = 100 / 500            scikit-learn ``orthogonal_mp``               ``pip
 non-negative OMP (GradMatch)  CORDS ``OrthogonalMP_REG_Parallel``          ``pip install cords``
 facility location             apricot ``FacilityLocationSelection`` (lazy) ``pip install apricot-select``
 k-center greedy, herding      DeepCore (only if ``import deepcore`` works)  not on PyPI as a library
+DM, DC iterations             the authors' loops (main_DM.py, main.py)     ``--peer-dir``, see below
 ============================  ===========================================  ==========================
+
+DM and DC (``--peer-dir PATH``): the authors' code, github.com/VICO-UoE/DatasetCondensation,
+is not a package; fetch it at run time (``git clone``, or ``git --git-dir=REPO.git archive
+HEAD | tar -x -C PATH``) and pass the folder. Its ``networks.py`` and ``utils.py``
+(``get_network``, ``DiffAugment``, ``ParamDiffAug``, ``match_loss``) are imported in a
+subprocess, where two things are patched and nothing else: ``utils.py`` imports
+torchvision for its dataset loaders, which no row uses and which has no CPU build here,
+so ``sys.modules["torchvision"]`` is a stub in that process only; and their
+``ConvNet.embed``/``forward`` flatten with ``.view``, which recent torch refuses on the
+non-contiguous outputs of ``DiffAugment``'s ``grid_sample``, so they use ``.reshape``
+(the same operation). The loop body is their main_DM.py (ConvNet branch) and main.py (at
+ipc 1: one matching step, no inner training) around those functions. Each contender runs
+in its own process (its peak memory is its own: growth of ``VmHWM`` after a reset, or of
+``ru_maxrss``), on the first 256 MNIST training images of each class (so a batch of 256
+real images per class is the same set in both, in another order), with the same initial
+weights at every iteration (a distillkit ConvNet-3's state dict, loaded into theirs: the
+same layers under the same names). Times are one iteration, DM with Siamese augmentation
+``color_crop_cutout_scale_rotate`` (the digits strategy; each code its own random draws),
+DC without (its paper's DC setting), interleaved,
+after one warm-up pair. Agreement: one step without augmentation from the same initial
+images: the two losses and the relative difference of the image updates (for DM with
+``lr_img = 1`` and momentum from zero, the update is the image gradient).
 
 A peer that cannot be imported gives a row that says how to install it. CORDS 0.0.4
 pins old versions of many packages; ``pip install --no-deps --target DIR cords`` and
@@ -32,6 +55,7 @@ Usage::
     python benchmarks/peers.py                       # the full table (several minutes on 2 cores)
     python benchmarks/peers.py --quick --pairs 2     # small sizes, a smoke run
     python benchmarks/peers.py --threads 1 --device cuda
+    python benchmarks/peers.py --skip omp nnomp facility deepcore --peer-dir /tmp/dcpeer   # DM and DC only
 """
 
 from __future__ import annotations
@@ -186,6 +210,289 @@ def deepcore_rows(args):
     return [_skip("k-center greedy", why), _skip("herding", why)]
 
 
+# ----------------------------------------------------------------------------- DM and DC against the authors' loops
+# the digits strategy (no flip: the reference README for MNIST); their rand_flip also fails under recent torch
+# (it writes randf[0] into randf, overlapping memory)
+DSA_STRATEGY = "color_crop_cutout_scale_rotate"
+
+
+def _kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _mnist_pool(per_class: int):
+    """The first ``per_class`` MNIST training images of each class, normalised as both codes do."""
+    import torch
+
+    from distillkit.data import load_mnist
+
+    x, y = load_mnist(split="train", download=False, progress=False)
+    keep = torch.cat([torch.nonzero(y == c).squeeze(1)[:per_class] for c in range(10)])
+    return ((x[keep] - 0.1307) / 0.3081).contiguous(), y[keep].contiguous()
+
+
+def _weights(width: int, seed: int):
+    """The initial weights of iteration ``seed``: a distillkit ConvNet-3 (the authors' ConvNet has the same
+    layers under the same names: conv, GroupNorm(width, width), ReLU, AvgPool, x 3; then the classifier)."""
+    from distillkit.models import ConvNet
+
+    return ConvNet(1, 10, im_size=28, width=width, generator=seed).state_dict()
+
+
+class _Ours:
+    """distillkit's ``dm`` / ``dc``, one step per call, on the pool, with the given initial weights."""
+
+    def __init__(self, cfg):
+        import distillkit.distill  # noqa: F401  (registers the methods)
+        from distillkit.models import ConvNet
+
+        self.cfg, self.convnet = cfg, ConvNet
+        self.x, self.y = _mnist_pool(cfg["batch_real"])
+
+    def step(self, sd, seed, dsa):
+        import sys as _sys
+
+        cfg = self.cfg
+        net = self.convnet(1, 10, im_size=28, width=cfg["width"])
+        net.load_state_dict(sd)
+        model_fn = lambda generator=None: net  # noqa: E731  (the given weights, whatever the seed)
+        if cfg["method"] == "dm":
+            fn = _sys.modules["distillkit.distill.dm"].dm
+            opts = dict(lr_img=1.0, init="real", dsa=dsa, dsa_strategy=DSA_STRATEGY)
+        else:
+            fn = _sys.modules["distillkit.distill.dc"].dc
+            opts = dict(lr_img=0.1, lr_net=0.01, init="real", dsa=False, outer_loop=1, inner_loop=1)
+        s = fn(self.x, self.y, cfg["ipc"], model_fn=model_fn, steps=1, batch_real=cfg["batch_real"],
+               generator=seed, **opts)
+        return float(s.info["losses"][0]), s.history[0][1], s.x
+
+
+class _Authors:
+    """The authors' loop (main_DM.py lines 139-194, ConvNet branch; main.py lines 147-207 at ipc 1, where
+    outer_loop = inner_loop = 1 and the loop breaks before the inner training), calling their
+    ``utils.get_network``, ``DiffAugment``, ``ParamDiffAug`` and ``match_loss`` from ``peer_dir``."""
+
+    def __init__(self, cfg):
+        import types
+
+        import numpy as np
+        import torch
+
+        # their utils.py imports torchvision (for its dataset loaders, unused here); no CPU torchvision is
+        # installed, so only that import is stubbed, in this process only
+        if "torchvision" not in sys.modules:
+            tv = types.ModuleType("torchvision")
+            tv.datasets, tv.transforms = types.SimpleNamespace(), types.SimpleNamespace()
+            sys.modules["torchvision"] = tv
+        sys.path.insert(0, cfg["peer_dir"])
+        import networks
+        import utils
+
+        # networks.ConvNet.embed / forward use .view, which fails on the non-contiguous outputs that
+        # DiffAugment's grid_sample gives under recent torch; .reshape is the same operation
+        def embed(self, x):
+            out = self.features(x)
+            return out.reshape(out.size(0), -1)
+
+        def forward(self, x):
+            return self.classifier(embed(self, x))
+
+        networks.ConvNet.embed, networks.ConvNet.forward = embed, forward
+        self.cfg, self.np, self.torch, self.utils, self.networks = cfg, np, torch, utils, networks
+        x, y = _mnist_pool(cfg["batch_real"])
+        self.images_all = x
+        self.indices_class = [np.flatnonzero(y.numpy() == c).tolist() for c in range(10)]
+        self.dsa_param = utils.ParamDiffAug()
+        self.args = types.SimpleNamespace(device="cpu", dis_metric="ours")
+
+    def get_images(self, c, n):  # main_DM.py / main.py
+        return self.images_all[self.np.random.permutation(self.indices_class[c])[:n]]
+
+    def step(self, sd, seed, dsa, image_init):
+        torch, utils, cfg = self.torch, self.utils, self.cfg
+        ipc, channel, im_size, num_classes = cfg["ipc"], 1, (28, 28), 10
+        self.np.random.seed(seed)
+        image_syn = image_init.detach().clone().requires_grad_(True)
+        if cfg["width"] == 128:  # their default ConvNet
+            net = utils.get_network("ConvNet", channel, num_classes, im_size)
+        else:  # the same with another width (a smoke run)
+            net = self.networks.ConvNet(channel, num_classes, cfg["width"], 3, "relu", "instancenorm", "avgpooling",
+                                        im_size)
+        net.load_state_dict(sd)
+        net.train()
+        if cfg["method"] == "dm":
+            optimizer_img = torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
+            for param in list(net.parameters()):
+                param.requires_grad = False
+            embed = net.embed
+            loss = torch.tensor(0.0)
+            for c in range(num_classes):
+                img_real = self.get_images(c, cfg["batch_real"])
+                img_syn = image_syn[c * ipc:(c + 1) * ipc].reshape((ipc, channel, im_size[0], im_size[1]))
+                if dsa:
+                    seed = int(time.time() * 1000) % 100000
+                    img_real = utils.DiffAugment(img_real, DSA_STRATEGY, seed=seed, param=self.dsa_param)
+                    img_syn = utils.DiffAugment(img_syn, DSA_STRATEGY, seed=seed, param=self.dsa_param)
+                output_real = embed(img_real).detach()
+                output_syn = embed(img_syn)
+                loss += torch.sum((torch.mean(output_real, dim=0) - torch.mean(output_syn, dim=0)) ** 2)
+        else:
+            optimizer_img = torch.optim.SGD([image_syn], lr=0.1, momentum=0.5)
+            net_parameters = list(net.parameters())
+            criterion = torch.nn.CrossEntropyLoss()
+            loss = torch.tensor(0.0)
+            for c in range(num_classes):
+                img_real = self.get_images(c, cfg["batch_real"])
+                lab_real = torch.ones((img_real.shape[0],), dtype=torch.long) * c
+                img_syn = image_syn[c * ipc:(c + 1) * ipc].reshape((ipc, channel, im_size[0], im_size[1]))
+                lab_syn = torch.ones((ipc,), dtype=torch.long) * c
+                output_real = net(img_real)
+                loss_real = criterion(output_real, lab_real)
+                gw_real = torch.autograd.grad(loss_real, net_parameters)
+                gw_real = list((_.detach().clone() for _ in gw_real))
+                output_syn = net(img_syn)
+                loss_syn = criterion(output_syn, lab_syn)
+                gw_syn = torch.autograd.grad(loss_syn, net_parameters, create_graph=True)
+                loss += utils.match_loss(gw_syn, gw_real, self.args)
+        optimizer_img.zero_grad()
+        loss.backward()
+        optimizer_img.step()
+        return float(loss.item()), image_syn.detach()
+
+
+def _distill_worker(conn, who, cfg):
+    """One contender in its own process: setup, then ("iter", seed) -> seconds, ("agree", seed, init) ->
+    (loss, images), ("peak",) -> resident-set growth in MiB since the end of setup."""
+    import torch
+
+    torch.set_num_threads(cfg["threads"])
+    impl = _Ours(cfg) if who == "ours" else _Authors(cfg)
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM to the current resident set
+            fh.write("5")
+        base, how = _kib("VmRSS"), "VmHWM"
+    except OSError:
+        import resource
+
+        base, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg[0] == "iter":
+            sd = _weights(cfg["width"], msg[1])
+            init = msg[2]
+            start = time.perf_counter()
+            if who == "ours":
+                impl.step(sd, msg[1], cfg["dsa"])
+            else:
+                impl.step(sd, msg[1], cfg["dsa"], init)
+            conn.send(time.perf_counter() - start)
+        elif msg[0] == "agree":  # one step without augmentation, from the given initial images
+            sd = _weights(cfg["width"], msg[1])
+            if who == "ours":
+                loss, init, images = impl.step(sd, msg[1], False)
+                conn.send((loss, init, images))
+            else:
+                loss, images = impl.step(sd, msg[1], False, msg[2])
+                conn.send((loss, images))
+        elif msg[0] == "peak":
+            if how == "VmHWM":
+                conn.send((_kib("VmHWM") - base) / 1024)
+            else:
+                import resource
+
+                conn.send((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+        else:
+            conn.close()
+            return
+
+
+def _recv(conn, proc, timeout=900.0):
+    """The worker's next answer; an error if it died (its traceback is on stderr) or stays silent."""
+    deadline = time.monotonic() + timeout
+    while not conn.poll(1.0):
+        if not proc.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"worker exited with code {proc.exitcode}" if not proc.is_alive() else "worker timed out")
+    return conn.recv()
+
+
+def distill_rows(args, sizes):
+    """DM and DC: distillkit's step against the authors' loop, each in its own process (so that its peak
+    memory is its own), driven A B A B on the same pool, the same initial weights each iteration and, for the
+    agreement, the same initial images."""
+    import multiprocessing as mp
+
+    import torch
+
+    names = [f"one {m.upper()} iteration, ConvNet-3 width {w}, {b} real / class, ipc {i}" for m, i, w, b in sizes]
+    if not args.peer_dir:
+        why = ("the authors' code not given: --peer-dir PATH to a checkout of github.com/VICO-UoE/"
+               "DatasetCondensation (git archive HEAD | tar -x -C PATH)")
+        return [_skip(n, why) for n in names]
+    if not os.path.exists(os.path.join(args.peer_dir, "utils.py")):
+        return [_skip(n, f"no utils.py in --peer-dir {args.peer_dir}") for n in names]
+    try:
+        _mnist_pool(1)
+    except Exception as exc:  # noqa: BLE001 - any missing-data error
+        return [_skip(n, f"MNIST not found ({type(exc).__name__}); set DISTILLKIT_DATA") for n in names]
+    ctx = mp.get_context("spawn")
+    rows = []
+    for name, (method, ipc, width, batch_real) in zip(names, sizes):
+        cfg = dict(method=method, ipc=ipc, width=width, batch_real=batch_real, threads=args.threads,
+                   peer_dir=os.path.abspath(args.peer_dir), dsa=method == "dm")
+        procs, conns = {}, {}
+        for who in ("ours", "authors"):
+            parent, child = ctx.Pipe()
+            procs[who] = ctx.Process(target=_distill_worker, args=(child, who, cfg), daemon=True)
+            procs[who].start()
+            conns[who] = parent
+        try:
+            rows.append(_distill_row(name, cfg, procs, conns, args.pairs))
+        except RuntimeError as exc:
+            rows.append(_skip(name, f"failed: {exc}"))
+        finally:
+            for who in procs:
+                if procs[who].is_alive():
+                    procs[who].kill()
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _distill_row(name, cfg, procs, conns, pairs):
+    import torch
+
+    for who in conns:
+        assert _recv(conns[who], procs[who]) == "ready"
+    # agreement first (it also gives distillkit's initial images, which the authors' loop then starts from)
+    conns["ours"].send(("agree", 7, None))
+    loss_o, init, img_o = _recv(conns["ours"], procs["ours"])
+    conns["authors"].send(("agree", 7, init))
+    loss_a, img_a = _recv(conns["authors"], procs["authors"])
+    step_o, step_a = img_o - init, img_a - init
+    grad_diff = float(torch.linalg.vector_norm(step_o - step_a) / torch.linalg.vector_norm(step_a))
+    t_o, t_a = [], []
+    for k in range(pairs + 1):  # the first pair is a warm-up
+        for who, ts in (("ours", t_o), ("authors", t_a)):
+            conns[who].send(("iter", 100 + k, init))
+            ts.append(_recv(conns[who], procs[who]))
+    peaks = {}
+    for who in conns:
+        conns[who].send(("peak",))
+        peaks[who] = _recv(conns[who], procs[who])
+        conns[who].send(("stop",))
+        procs[who].join(timeout=60)
+    med_o, med_a = statistics.median(t_o[1:]), statistics.median(t_a[1:])
+    aug = "with DSA (each its own draws)" if cfg["dsa"] else "no augmentation"
+    agree = (f"peak {peaks['ours']:.0f} vs {peaks['authors']:.0f} MiB; timed {aug}; one step without "
+             f"augmentation from the same images and weights: loss {loss_o:.6g} vs {loss_a:.6g} "
+             f"(rel. diff {abs(loss_o - loss_a) / abs(loss_a):.1e}), image step rel. diff {grad_diff:.1e}")
+    return _row(name, med_o, med_a, "authors' loop", agree)
+
+
 def _commit() -> str:
     try:
         here = os.path.dirname(os.path.abspath(__file__))
@@ -202,7 +509,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every contender")
     parser.add_argument("--device", default="cpu", help="device of distillkit's tensors (peers on CPU numpy "
                         "run on the CPU)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["omp", "nnomp", "facility", "deepcore"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["omp", "nnomp", "facility", "deepcore", "dm", "dc"])
+    parser.add_argument("--peer-dir", default=None, help="a checkout of github.com/VICO-UoE/DatasetCondensation "
+                        "(the DM and DC rows; skipped without it)")
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before numpy, torch and numba start their pools
@@ -213,8 +522,10 @@ def main(argv=None):
     threadpool_limits(args.threads)
     if args.quick:
         d, n, ks, fl = 300, 2000, (20, 100), ((1000, 100), (2000, 200))
+        dd = [("dm", 1, 16, 32), ("dc", 1, 16, 32)]  # (method, ipc, width, real images per class)
     else:
         d, n, ks, fl = 1290, 10000, (100, 500), ((5000, 500), (10000, 1000))
+        dd = [("dm", 1, 128, 256), ("dm", 10, 128, 256), ("dc", 1, 128, 256)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"distillkit commit {_commit()}, {time.strftime('%Y-%m-%d')}, device {args.device}, {args.threads} "
           f"threads, {args.pairs} interleaved pairs (medians), load average {load:.2f} at the start, "
@@ -233,6 +544,9 @@ def main(argv=None):
         rows += fl_rows
     if "deepcore" not in args.skip:
         rows += deepcore_rows(args)
+    dd = [s for s in dd if s[0] not in args.skip]
+    if dd:
+        rows += distill_rows(args, dd)
     print("\n" + "\n".join(rows))
     if source:
         print(f"\nFacility-location input: {source}.")

@@ -19,12 +19,14 @@ DM and DC (``--peer-dir PATH``): the authors' code, github.com/VICO-UoE/DatasetC
 is not a package; fetch it at run time (``git clone``, or ``git --git-dir=REPO.git archive
 HEAD | tar -x -C PATH``) and pass the folder. Its ``networks.py`` and ``utils.py``
 (``get_network``, ``DiffAugment``, ``ParamDiffAug``, ``match_loss``) are imported in a
-subprocess, where two things are patched and nothing else: ``utils.py`` imports
+subprocess, where three things are patched and nothing else: ``utils.py`` imports
 torchvision for its dataset loaders, which no row uses and which has no CPU build here,
 so ``sys.modules["torchvision"]`` is a stub in that process only; and their
 ``ConvNet.embed``/``forward`` flatten with ``.view``, which recent torch refuses on the
 non-contiguous outputs of ``DiffAugment``'s ``grid_sample``, so they use ``.reshape``
-(the same operation). The loop body is their main_DM.py (ConvNet branch) and main.py (at
+(the same operation); and their Siamese draws ``t[:] = t[0]``, which recent torch refuses when
+``t`` has one row (ipc 1), become ``t[:] = t[0].clone()`` (what older torch did) in the
+source of ``utils.py`` as it is loaded. The loop body is their main_DM.py (ConvNet branch) and main.py (at
 ipc 1: one matching step, no inner training) around those functions. Each contender runs
 in its own process (its peak memory is its own: growth of ``VmHWM`` after a reset, or of
 ``ru_maxrss``), on the first 256 MNIST training images of each class (so a batch of 256
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -204,7 +207,10 @@ def deepcore_rows(args):
     try:
         import deepcore  # noqa: F401
     except ImportError:
-        why = "DeepCore not importable (it is a research repository, not a PyPI library)"
+        why = ("DeepCore not importable: github.com/PatrickZH/DeepCore is a research repository, not a PyPI "
+               "library; its package imports torchvision (deepcore/methods/earlytrain.py, deepcore/nets) and its "
+               "herding is a method of a model-training class (EarlyTrain), so a --peer-dir harness for it needs "
+               "stubs of both; not built yet (issue 15)")
         return [_skip("k-center greedy", why), _skip("herding", why)]
     why = "deepcore is importable but has no harness here yet: its methods need an args object"
     return [_skip("k-center greedy", why), _skip("herding", why)]
@@ -290,7 +296,17 @@ class _Authors:
             sys.modules["torchvision"] = tv
         sys.path.insert(0, cfg["peer_dir"])
         import networks
-        import utils
+
+        # their DiffAugment makes Siamese draws with ``t[:] = t[0]``, which recent torch refuses when t has one
+        # row (the synthetic batch at ipc 1: source and destination are one memory location); older torch
+        # copied t[0] first, so that is what the patched line does: ``t[:] = t[0].clone()``
+        path = os.path.join(cfg["peer_dir"], "utils.py")
+        with open(path) as fh:
+            source = re.sub(r"(\w+)\[:\] = \1\[0\]$", r"\1[:] = \1[0].clone()", fh.read(), flags=re.M)
+        utils = types.ModuleType("utils")
+        utils.__file__ = path
+        sys.modules["utils"] = utils
+        exec(compile(source, path, "exec"), utils.__dict__)
 
         # networks.ConvNet.embed / forward use .view, which fails on the non-contiguous outputs that
         # DiffAugment's grid_sample gives under recent torch; .reshape is the same operation
@@ -510,6 +526,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="device of distillkit's tensors (peers on CPU numpy "
                         "run on the CPU)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["omp", "nnomp", "facility", "deepcore", "dm", "dc"])
+    parser.add_argument("--dm-ipcs", type=int, nargs="*", default=[1, 10], help="ipcs of the DM rows (default 1 10)")
     parser.add_argument("--peer-dir", default=None, help="a checkout of github.com/VICO-UoE/DatasetCondensation "
                         "(the DM and DC rows; skipped without it)")
     args = parser.parse_args(argv)
@@ -525,7 +542,7 @@ def main(argv=None):
         dd = [("dm", 1, 16, 32), ("dc", 1, 16, 32)]  # (method, ipc, width, real images per class)
     else:
         d, n, ks, fl = 1290, 10000, (100, 500), ((5000, 500), (10000, 1000))
-        dd = [("dm", 1, 128, 256), ("dm", 10, 128, 256), ("dc", 1, 128, 256)]
+        dd = [("dm", ipc, 128, 256) for ipc in args.dm_ipcs] + [("dc", 1, 128, 256)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"distillkit commit {_commit()}, {time.strftime('%Y-%m-%d')}, device {args.device}, {args.threads} "
           f"threads, {args.pairs} interleaved pairs (medians), load average {load:.2f} at the start, "

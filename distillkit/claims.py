@@ -57,7 +57,21 @@ class ClaimFailed(AssertionError):
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of one claim: what was stated, whether it held, and the numbers behind it."""
+    """The outcome of one claim: what was stated, whether it held, and the numbers behind it.
+
+    Parameters
+    ----------
+    statement : str
+        The claim as written in the chapter.
+    holds : bool
+        Whether it held on this run.
+    difference : float
+        The measured difference of the means (or their distance, for ``"~"``).
+    threshold : float
+        What the difference had to beat: the margin, in units of the data.
+    margin_text : str
+        The margin as printed (for example "2 std"), or "" for no margin.
+    """
 
     statement: str
     holds: bool
@@ -79,7 +93,17 @@ class Claim:
 
 
 def values_of(side, name: str, func: str = "claim") -> tuple[float, ...]:
-    """The measurements of one side of a claim, as a tuple of finite floats."""
+    """The measurements of one side of a claim, as a tuple of finite floats.
+
+    Parameters
+    ----------
+    side : EvalResult, sequence of numbers or number
+        One side of a claim: its accuracies are taken from an EvalResult.
+    name : str
+        The parameter name used in the error message.
+    func : str
+        The function named in the error message.
+    """
     if hasattr(side, "accuracies"):
         side = side.accuracies
     if isinstance(side, numbers.Real) and not isinstance(side, bool):
@@ -122,7 +146,15 @@ def _std(values: Sequence[float]) -> float:
 
 
 def spread(a, b) -> float:
-    """``sqrt(s_a**2 + s_b**2)``: the spread of the difference of one run of each side."""
+    """``sqrt(s_a**2 + s_b**2)``: the spread of the difference of one run of each side.
+
+    Parameters
+    ----------
+    a : EvalResult, sequence of numbers or number
+        The measurements of the first side.
+    b : EvalResult, sequence of numbers or number
+        The measurements of the second side.
+    """
     return _spread(values_of(a, "a", "spread"), values_of(b, "b", "spread"))
 
 
@@ -141,7 +173,7 @@ def claim(statement: str, a, op: str, b, *, margin: float | str | None = None) -
         The measurements compared (their means), or a constant.
     op : {">", "<", ">=", "<=", "~"}
         ``">"``: mean(a) - mean(b) > margin; ``"<"``: mean(b) - mean(a) > margin;
-        ``">="``/``"<="``: the same with ``>=``; ``"~"``: |mean(a) - mean(b)| <= margin
+        ``">="``/``"<="``: the same with ``>=``; ``"~"``: ``|mean(a) - mean(b)| <= margin``
         (the two agree to within the margin; a margin is required).
     margin : None, float or str
         None (plain comparison), an absolute number >= 0, or ``"k std"`` (see the module).

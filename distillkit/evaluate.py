@@ -45,7 +45,19 @@ __all__ = ["accuracy", "class_size_weights", "EvalResult", "evaluate_set", "majo
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024) -> float:
-    """Fraction of ``x`` that ``model`` classifies as ``y`` (evaluated in batches, eval mode)."""
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (evaluated in batches, eval mode).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained classifier.
+    x : Tensor of shape (n, ...)
+        Inputs.
+    y : Tensor of shape (n,), int64
+        Their labels.
+    batch_size : int
+        Examples per forward pass.
+    """
     x, y = check_xy(x, y, "accuracy")
     batch_size = check_int(batch_size, "batch_size", "accuracy", low=1)
     was_training = model.training
@@ -138,6 +150,15 @@ class EvalResult:
     ``protocol`` records how they were measured (the protocol's name and reason, network,
     schedule, whether augmentation was used, ...). ``str`` gives ``"mean ± std"`` in points,
     or ``"value (1 seed)"`` for a single seed.
+
+    Parameters
+    ----------
+    accuracies : tuple of float
+        Test accuracy of each network, one per seed.
+    seeds : tuple of int
+        The seeds, in the same order.
+    protocol : dict
+        How the accuracies were measured.
     """
 
     accuracies: tuple[float, ...]
@@ -183,13 +204,18 @@ def evaluate_set(
     ----------
     model_fn : callable
         ``model_fn(generator=seed)`` returns a fresh network on the device of ``x_train``.
-    x_train, y_train : the small training set (hard int64 labels or float soft labels)
-    x_test, y_test : the test (or validation) set
+    x_train, y_train : Tensors of shapes (n, ...) and (n,) or (n, n_classes)
+        The small training set (hard int64 labels or float soft labels).
+    x_test, y_test : Tensors of shapes (m, ...) and (m,)
+        The test (or validation) set.
     weights : Tensor of shape (n,), optional
         Per-example weights (weighted coresets).
     seeds : sequence of int
         One network per seed; the seed drives initialisation and minibatch order.
     epochs : int
+        Training epochs of every network.
+    progress : bool
+        Show a progress bar over the seeds.
     **train_options :
         Passed to :func:`~distillkit.train.train_model` (steps, schedule, lr, batch_size,
         augment, ...).

@@ -70,7 +70,23 @@ _STATS = {"mnist": (0.1307, 0.3081), "fashion": (0.2861, 0.3530)}  # the referen
 
 
 class ProtocolData(NamedTuple):
-    """The protocol's three disjoint splits: coreset pool, validation, test."""
+    """The protocol's three disjoint splits: coreset pool, validation, test.
+
+    Parameters
+    ----------
+    x : Tensor
+        Pool inputs (coresets are selected from them, distilled sets learned on them).
+    y : Tensor
+        Pool labels.
+    x_val : Tensor
+        Validation inputs, for choosing hyperparameters.
+    y_val : Tensor
+        Validation labels.
+    x_test : Tensor
+        Test inputs, for reporting only.
+    y_test : Tensor
+        Test labels.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -87,7 +103,9 @@ class Protocol:
     Parameters
     ----------
     name : str
+        Short name, recorded with every result.
     dataset : {"digits", "mnist", "fashion"}
+        The data set whose splits the protocol fixes.
     width, depth, norm :
         The :class:`~distillkit.models.ConvNet`.
     arch : {"convnet", "mlp"}

@@ -26,7 +26,17 @@ __all__ = ["Table", "table"]
 
 
 class Table:
-    """A small immutable result table; build it with :func:`table`."""
+    """A small immutable result table; build it with :func:`table`.
+
+    Parameters
+    ----------
+    header : tuple of str
+        Column titles.
+    body : tuple of tuples of str
+        The rows, already formatted as text.
+    title : str or None
+        A caption shown above the table.
+    """
 
     def __init__(self, header: tuple[str, ...], body: tuple[tuple[str, ...], ...], title: str | None):
         self.header, self.body, self.title = header, body, title

@@ -54,6 +54,17 @@ def total_epochs(n: int, *, epochs: int, steps: int | None = None, batch_size: i
 
     >>> total_epochs(10, epochs=100, steps=300), total_epochs(1000, epochs=100, steps=300)
     (300, 100)
+
+    Parameters
+    ----------
+    n : int
+        Size of the training set.
+    epochs : int
+        The schedule's epochs.
+    steps : int, optional
+        Minimum number of optimiser steps.
+    batch_size : int
+        Minibatch size.
     """
     func = "total_epochs"
     n = check_int(n, "n", func, low=1)
@@ -97,7 +108,9 @@ def train_model(
     model : nn.Module
         A freshly initialised network, already on the device of ``x``.
     x : Tensor of shape (n, ...)
+        Training inputs.
     y : Tensor of shape (n,) int64, or (n, n_classes) float soft labels
+        Their labels.
     weights : Tensor of shape (n,), optional
         Non-negative per-example weights. Each minibatch minimises
         ``sum_i w_i l_i / sum_i w_i``, so weights are scale-free.

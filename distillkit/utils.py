@@ -19,6 +19,11 @@ __all__ = ["seed_everything", "default_device"]
 def seed_everything(seed: int = 0) -> None:
     """Seed Python's, NumPy's and PyTorch's global generators (for notebooks and scripts).
 
+    Parameters
+    ----------
+    seed : int
+        The seed for Python's, NumPy's and PyTorch's global generators.
+
     Examples
     --------
     >>> seed_everything(0)

@@ -48,7 +48,13 @@ METHODS: dict[str, Callable[..., Selection]] = {}
 
 
 def register(name: str):
-    """Decorator adding a method to :data:`METHODS` under ``name``."""
+    """Decorator adding a method to :data:`METHODS` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name :func:`select` will know the method by.
+    """
 
     def wrap(fn):
         METHODS[name] = fn
@@ -59,6 +65,20 @@ def register(name: str):
 
 def select(method: str, x: torch.Tensor, y: torch.Tensor, budget: int, **options) -> Selection:
     """Run the registered coreset method ``method``.
+
+    Parameters
+    ----------
+    method : str
+        A name registered in :data:`METHODS` ("herding", "k_center_greedy", "el2n", ...).
+    x : Tensor of shape (n, ...)
+        Inputs.
+    y : Tensor of shape (n,), int64
+        Labels.
+    budget : int
+        Number of examples to keep, in [1, n].
+    **options
+        Keyword options of the method (``per_class``, ``features``, ``model``, ``generator``,
+        ``progress`` and its own).
 
     Examples
     --------
@@ -82,6 +102,17 @@ def class_budgets(y: torch.Tensor, budget: int, *, mode: str = "balanced", func:
     receives the floor of its quota, and the remaining units go to the largest fractional
     remainders (ties: larger class first, then smaller label). The budgets sum to
     ``budget`` exactly; a class smaller than its budget raises an error.
+
+    Parameters
+    ----------
+    y : Tensor of shape (n,), int64
+        Labels.
+    budget : int
+        The total to split, in [1, n].
+    mode : {"balanced", "proportional"}
+        Equal quotas per class, or quotas proportional to the class sizes.
+    func : str
+        The public function named in error messages (the caller's).
 
     Examples
     --------
@@ -132,6 +163,19 @@ def select_by_score(scores: torch.Tensor, budget: int, *, y: torch.Tensor | None
     most to the least preferred score. Infinite scores are allowed (``inf`` ranks first for
     ``"top"`` and last for ``"bottom"``, e.g. a DeepFool distance when no boundary was found);
     NaN is an error.
+
+    Parameters
+    ----------
+    scores : Tensor of shape (n,)
+        One score per example; NaN is an error.
+    budget : int
+        Number of indices to return, in [1, n].
+    y : Tensor of shape (n,), int64, optional
+        Labels, for exact per-class budgets.
+    order : {"top", "bottom"}
+        Keep the highest or the lowest scores.
+    per_class : bool, optional
+        Select within each class (default: whenever ``y`` is given).
 
     Examples
     --------
@@ -216,6 +260,15 @@ def embed(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.
     (found with forward hooks, whatever order the layers were declared in). A model whose
     output is not the output of an ``nn.Linear`` is refused. Runs on the device of ``x``; eval
     mode (the model's mode is restored).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network whose penultimate features are taken.
+    x : Tensor of shape (n, ...)
+        Inputs, on the device the model runs on.
+    batch_size : int
+        Examples per forward pass.
     """
     return _embed(model, x, batch_size, "embed")
 
@@ -263,6 +316,19 @@ def gradient_embedding(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None
     ``y`` the predicted label is used (as in BADGE). The output layer is the ``nn.Linear``
     whose output is the model's output, found from a forward pass (see :func:`embed`); labels
     must be outputs of the model (``y < C``). Computed in batches on x's device.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier whose last layer is an ``nn.Linear``.
+    x : Tensor of shape (n, ...)
+        Inputs.
+    y : Tensor of shape (n,), int64, optional
+        Labels; default the model's predicted labels.
+    kind : {"full", "bias"}
+        The gradient of weights and bias, flattened, or of the bias only.
+    batch_size : int
+        Examples per forward pass.
     """
     return _gradient_embedding(model, x, y, kind, batch_size, "gradient_embedding")
 
@@ -302,7 +368,23 @@ def resolve_features(x: torch.Tensor, features, model, func: str, *, kind: str =
     """The feature matrix a method works in: ``features`` if given, else computed from
     ``model`` (``kind="embedding"`` or ``"gradient"``), else the flattened inputs.
 
-    Errors name ``func``, the public function the caller used."""
+    Errors name ``func``, the public function the caller used.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, ...)
+        Inputs.
+    features : Tensor of shape (n, d) or None
+        Features given by the caller, used as they are.
+    model : nn.Module or None
+        Used to compute features when none are given.
+    func : str
+        The public function named in error messages.
+    kind : {"embedding", "gradient"}
+        Which features the model gives: its penultimate embedding or the gradient embedding.
+    y : Tensor of shape (n,), optional
+        Labels for the gradient embedding.
+    """
     kind = check_option(kind, "kind", func, ("embedding", "gradient"))
     x = check_tensor(x, "x", func, floating=True, min_rows=1, min_ndim=2, half=False)
     if features is not None:
@@ -323,7 +405,25 @@ def make_selection(indices, *, method: str, weights=None, scores=None, gains=Non
     """Build a :class:`~distillkit.types.Selection` with CPU int64 indices and float weights.
 
     ``indices`` are integers >= 0 (a tensor, list or tuple; floats are refused, not truncated);
-    ``weights``, when given, one finite real number per index."""
+    ``weights``, when given, one finite real number per index.
+
+    Parameters
+    ----------
+    indices : Tensor, list or tuple of int
+        Chosen rows, in selection order.
+    method : str
+        Name of the method that chose them.
+    weights : sequence of float, optional
+        One weight per index; default all ones.
+    scores : Tensor of shape (n,), optional
+        The scores the method ranked by.
+    gains : Tensor of shape (k,), optional
+        The gain of each pick, in selection order.
+    info : dict, optional
+        Anything else the method reports.
+    dtype : torch.dtype
+        Floating dtype of the weights.
+    """
     func = "make_selection"
     if not isinstance(method, str):
         fail(func, "method", "a str", method, error=TypeError)

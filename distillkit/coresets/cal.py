@@ -40,9 +40,11 @@ def knn(features: torch.Tensor, k: int, *, chunk_size: int = 1024) -> tuple[torc
     Parameters
     ----------
     features : Tensor of shape (n, d)
+        Points, one per row; each point's neighbours exclude itself.
     k : int
         Neighbours per row, in [1, n - 1].
     chunk_size : int
+        Rows of the distance matrix computed at a time (memory bound).
 
     Returns
     -------
@@ -117,6 +119,7 @@ def cal_scores(probs: torch.Tensor, features: torch.Tensor, *, k: int = 10, kl_d
     k : int
         Neighbours per example, in [1, n - 1] (10 in the paper).
     kl_direction : {"neighbour||point", "point||neighbour"}
+        Which divergence is averaged: KL(neighbour || point), as in the CAL paper, or the reverse.
     eps : float
         Clipping of the probabilities, in (0, 1).
     chunk_size : int
@@ -183,7 +186,9 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Labels.
     budget : int
         Number of examples to keep (exact per class when ``per_class``).
     per_class : bool
@@ -203,6 +208,7 @@ def cal(x, y, budget, *, per_class=True, features=None, model=None, generator=No
         See :func:`cal_scores` (``normalize=True`` follows the authors' L2-normalised embeddings;
         the default does not normalise).
     proxy_epochs : int
+        Training epochs of the proxy network trained when no ``model`` is given.
 
     Returns
     -------

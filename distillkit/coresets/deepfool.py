@@ -163,7 +163,9 @@ def deepfool_scores(model: nn.Module, x: torch.Tensor, *, max_iter: int = 50, ov
     Parameters
     ----------
     model : nn.Module
+        A trained classifier (evaluated in eval mode).
     x : Tensor of shape (n, ...)
+        Inputs whose distance to the decision boundary is estimated.
     max_iter, overshoot, batch_size, progress :
         See :func:`deepfool_perturbation`.
 
@@ -197,7 +199,9 @@ def deepfool(x, y, budget, *, per_class=True, features=None, model=None, generat
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Labels.
     budget : int
         Number of examples to keep (exact per class when ``per_class``).
     per_class : bool
@@ -214,6 +218,7 @@ def deepfool(x, y, budget, *, per_class=True, features=None, model=None, generat
     max_iter, overshoot, batch_size :
         See :func:`deepfool_perturbation`.
     proxy_epochs : int
+        Training epochs of the proxy network trained when no ``model`` is given.
 
     Returns
     -------

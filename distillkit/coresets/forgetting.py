@@ -192,10 +192,14 @@ def forgetting(x, y, budget, *, per_class=True, features=None, model=None, gener
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Labels.
     budget : int
         Number of examples to keep (exact per class when ``per_class``).
     per_class : bool
+        Keep the most forgotten examples within each class with exact per-class budgets (default) or
+        over all data.
     features : Tensor of shape (n, d), optional
         The network (``model`` or the proxy) is trained on these features instead of ``x``.
     model : nn.Module, optional

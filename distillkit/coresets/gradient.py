@@ -81,6 +81,7 @@ def craig_similarity(g: torch.Tensor, *, block: int = 1024) -> torch.Tensor:
     Parameters
     ----------
     g : Tensor of shape (m, d)
+        Per-example gradients (or gradient embeddings), one per row.
     block : int
         Rows per block of distance computations.
 

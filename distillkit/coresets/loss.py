@@ -46,6 +46,7 @@ def el2n_scores(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     probs : Tensor of shape (n, n_classes), or (n_models, n, n_classes)
         Predicted probabilities (see :func:`~distillkit.coresets.predict_proba`).
     y : Tensor of shape (n,), int64
+        Labels.
 
     Returns
     -------
@@ -89,11 +90,14 @@ def grand_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, last_lay
     model : nn.Module
         A classifier returning logits (n, n_classes).
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Labels.
     last_layer : bool
         Only the weight and bias of the last ``nn.Linear`` to run (for a classifier ending in
         one, this equals the closed form ``||p - e_y|| * sqrt(||h||^2 + 1)``, h its input).
     batch_size : int
+        Examples per backward pass.
 
     Returns
     -------

@@ -54,6 +54,15 @@ def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -
 
     The model's train/eval mode is restored afterwards.
 
+    Parameters
+    ----------
+    model : nn.Module
+        A trained classifier (evaluated in eval mode).
+    x : Tensor of shape (n, ...)
+        Inputs.
+    batch_size : int
+        Examples per forward pass.
+
     Examples
     --------
     >>> lin = nn.Linear(2, 3); _ = lin.weight.data.zero_(); _ = lin.bias.data.zero_()
@@ -95,7 +104,9 @@ def train_proxy(x: torch.Tensor, y: torch.Tensor, *, model_fn: Callable[..., nn.
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Labels.
     model_fn : callable, optional
         ``model_fn(generator=seed)`` returns a fresh network.
     epochs : int
@@ -103,7 +114,9 @@ def train_proxy(x: torch.Tensor, y: torch.Tensor, *, model_fn: Callable[..., nn.
     callback : callable ``(epoch, model)``, optional
         Passed to ``train_model`` (for example a :class:`~distillkit.coresets.ForgettingRecorder`).
     generator : torch.Generator, int or None
+        Seed of the network's initialisation and of the batch order.
     progress : bool
+        Show a progress bar over the epochs.
     **train_options :
         Passed to ``train_model`` (lr, batch_size, weight_decay, ...).
 

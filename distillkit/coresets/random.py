@@ -14,6 +14,25 @@ __all__ = ["random_selection"]
 def random_selection(x, y, budget, *, per_class=True, features=None, model=None, generator=None, progress=False):
     """A uniformly random subset (per class with exact budgets, or globally).
 
+    Parameters
+    ----------
+    x : Tensor of shape (n, ...)
+        Inputs (only their number is used).
+    y : Tensor of shape (n,), int64
+        Labels.
+    budget : int
+        Number of examples to keep, in [1, n].
+    per_class : bool
+        Draw within each class with exact per-class budgets (default) or from all data.
+    features : Tensor, optional
+        Accepted for the common head; unused.
+    model : nn.Module, optional
+        Accepted for the common head; unused.
+    generator : torch.Generator, int or None
+        Source of the draw.
+    progress : bool
+        Accepted for the common head; the draw is instant.
+
     Examples
     --------
     >>> x = torch.zeros(10, 2); y = torch.tensor([0] * 5 + [1] * 5)

@@ -44,6 +44,7 @@ def sensitivity_scores(features: torch.Tensor, *, n_centers: int = 10, alpha: fl
     Parameters
     ----------
     features : Tensor of shape (n, d)
+        The embedding in which the centres are found, one row per example.
     n_centers : int
         Centres of the rough solution B, drawn by D^2 sampling (k-means++ seeding); fewer
         when the data has fewer distinct points.
@@ -130,7 +131,9 @@ def importance_sample(scores: torch.Tensor, k: int, *, replace: bool = False, ge
     k : int
         Number of draws; without replacement at most the number of positive scores.
     replace : bool
+        Draw ``k`` times independently (repeats possible) instead of ``k`` distinct points.
     generator : torch.Generator, int or None
+        Source of the draws.
 
     Returns
     -------

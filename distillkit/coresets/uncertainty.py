@@ -147,7 +147,9 @@ _HEAD_DOC = """
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Labels.
     budget : int
         Number of examples to keep (exact per class when ``per_class``).
     per_class : bool

@@ -19,6 +19,7 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     Parameters
     ----------
     split : {"train", "test", "all"}
+        The training part, the test part, or all 1,797 images.
 
     Returns
     -------

@@ -62,7 +62,13 @@ MIRRORS = {
 
 
 def resolve_root(root=None) -> pathlib.Path:
-    """The data folder: ``root``, else ``$DISTILLKIT_DATA``, else the per-user cache."""
+    """The data folder: ``root``, else ``$DISTILLKIT_DATA``, else the per-user cache.
+
+    Parameters
+    ----------
+    root : path, optional
+        The data folder to use; None looks at ``$DISTILLKIT_DATA``, then the per-user cache.
+    """
     if root is not None:
         if not isinstance(root, (str, os.PathLike)):
             fail("resolve_root", "root", "a path (str or os.PathLike) or None", root, error=TypeError)
@@ -232,6 +238,7 @@ def load_mnist(root=None, split: str = "train", *, download: bool = True, mirror
     root : path, optional
         Data folder; see the module docstring for the fallback order.
     split : {"train", "test"}
+        The 60,000 training or the 10,000 test images.
     download : bool
         Download missing files from the official mirrors (never over an existing file).
     mirrors : str or sequence of str, optional
@@ -260,5 +267,21 @@ def load_mnist(root=None, split: str = "train", *, download: bool = True, mirror
 
 def load_fashion_mnist(root=None, split: str = "train", *, download: bool = True, mirrors=None, progress: bool = True,
                        deadline: float = 600.0):
-    """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017) as tensors; see :func:`load_mnist`."""
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017) as tensors; see :func:`load_mnist`.
+
+    Parameters
+    ----------
+    root : path, optional
+        Data folder, as in :func:`load_mnist`.
+    split : {"train", "test"}
+        The 60,000 training or the 10,000 test images.
+    download : bool
+        Download missing files, as in :func:`load_mnist`.
+    mirrors : str or sequence of str, optional
+        Base URLs to try instead of the official ones.
+    progress : bool
+        Show a progress bar while downloading.
+    deadline : float
+        Seconds one file may take from one mirror, as in :func:`load_mnist`.
+    """
     return _load("FashionMNIST", "load_fashion_mnist", root, split, download, mirrors, progress, deadline)

@@ -26,6 +26,21 @@ def make_subgroup_blobs(
     ignores a class's minority mode misclassifies it. Within each class the minority modes
     share ``minority_fraction`` of the points equally; the majority mode has the rest.
 
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    n_classes : int
+        Number of classes.
+    modes_per_class : int
+        Modes (subgroups) per class: one majority mode and the rest minority modes.
+    minority_fraction : float
+        Fraction of each class's points shared by its minority modes, in [0, 1).
+    spread : float
+        Standard deviation of every blob.
+    generator : torch.Generator, int or None
+        Source of the points.
+
     Returns
     -------
     x : Tensor of shape (n, 2), float32
@@ -64,6 +79,15 @@ def make_subgroup_blobs(
 
 def make_moons(n: int = 500, *, noise: float = 0.1, generator=None):
     """Two interleaving half circles (scikit-learn's moons), drawn from ``generator``.
+
+    Parameters
+    ----------
+    n : int
+        Number of points, at least 2 (half in each moon).
+    noise : float
+        Standard deviation of the Gaussian noise added to every point.
+    generator : torch.Generator, int or None
+        Source of the points.
 
     Returns
     -------

@@ -38,7 +38,13 @@ METHODS: dict[str, Callable[..., SyntheticSet]] = {}
 
 
 def register(name: str):
-    """Decorator adding a method to :data:`METHODS` under ``name``."""
+    """Decorator adding a method to :data:`METHODS` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name :func:`distill` will know the method by.
+    """
 
     def wrap(fn):
         METHODS[name] = fn
@@ -48,7 +54,21 @@ def register(name: str):
 
 
 def distill(method: str, x: torch.Tensor, y: torch.Tensor, ipc: int, **options) -> SyntheticSet:
-    """Run the registered distillation method ``method`` with ``ipc`` images per class."""
+    """Run the registered distillation method ``method`` with ``ipc`` images per class.
+
+    Parameters
+    ----------
+    method : str
+        A name registered in :data:`METHODS` ("dd", "dc", "dsa", "dm", "mtt", "kip").
+    x : Tensor of shape (n, ...)
+        Real training inputs.
+    y : Tensor of shape (n,), int64
+        Their labels.
+    ipc : int
+        Synthetic examples per class.
+    **options
+        Keyword options of the method.
+    """
     expectation = "one of " + ", ".join(repr(m) for m in sorted(METHODS))
     if not isinstance(method, str):
         fail("distill", "method", expectation, method, error=TypeError)
@@ -85,7 +105,19 @@ def _check_label_range(y: torch.Tensor, func: str, why: str = "the default netwo
 
 def check_ipc(x: torch.Tensor, y: torch.Tensor, ipc, func: str):
     """Validate ``(x, y, ipc)``: images (n, c, h, w) or vectors (n, d) in float32 or float64, and
-    ``ipc`` no larger than the smallest class. Returns ``(x, y, ipc, classes)``."""
+    ``ipc`` no larger than the smallest class. Returns ``(x, y, ipc, classes)``.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, c, h, w) or (n, d)
+        Real inputs.
+    y : Tensor of shape (n,), int64
+        Their labels.
+    ipc : int
+        Synthetic examples per class.
+    func : str
+        The public function named in error messages.
+    """
     x, y = _check_data(x, y, func)
     classes, counts = torch.unique(y.cpu(), return_counts=True)
     smallest = int(counts.min())
@@ -103,6 +135,21 @@ def init_synthetic(x: torch.Tensor, y: torch.Tensor, ipc: int, *, init: str = "r
 
     ``ipc`` must not exceed the size of the smallest class (else every class could not get
     ``ipc`` distinct real images).
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, ...)
+        Real inputs.
+    y : Tensor of shape (n,), int64
+        Their labels.
+    ipc : int
+        Synthetic examples per class, at most the size of the smallest class.
+    init : {"real", "noise"}
+        Random real examples of each class, or standard Gaussian noise.
+    generator : torch.Generator, int or None
+        Source of the draw.
+    func : str
+        The public function named in error messages.
 
     Returns
     -------
@@ -141,6 +188,11 @@ def _init_synthetic(x, y, ipc: int, init: str, gen: torch.Generator):
 
 class ClassSampler:
     """Draw random real batches of one class, from a CPU generator (same draws on CPU and GPU).
+
+    Parameters
+    ----------
+    y : Tensor of shape (n,), int64
+        Labels of the real data to draw from.
 
     Examples
     --------

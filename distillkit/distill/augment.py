@@ -107,6 +107,7 @@ def sample_aug_params(strategy: str = DEFAULT_STRATEGY, *, batch_size: int = 1, 
         Rows of parameters: 1 for one transformation shared by every sample (Siamese), the
         batch size for one transformation per sample.
     generator : torch.Generator, int or None
+        Source of the parameters.
 
     Returns
     -------
@@ -142,6 +143,7 @@ def apply_aug(x: torch.Tensor, params: AugParams) -> torch.Tensor:
     Parameters
     ----------
     x : Tensor of shape (b, c, h, w)
+        Images to transform with the given parameters.
     params : AugParams
         With 1 row (the same transformation for every sample) or ``b`` rows.
 
@@ -224,10 +226,13 @@ def siamese_augment(x_real: torch.Tensor, x_syn: torch.Tensor, *, strategy: str 
     Parameters
     ----------
     x_real : Tensor of shape (n, c, h, w)
+        A real batch.
     x_syn : Tensor of shape (m, c, h, w)
+        A synthetic batch; it gets the same transformation as the real one.
     strategy : str
         Families to choose from (ignored when ``params`` is given).
     generator : torch.Generator, int or None
+        Source of the shared parameters (ignored when ``params`` is given).
     params : AugParams, optional
         A draw with one row to use instead of sampling one.
 
@@ -266,8 +271,11 @@ def dsa_augment(x: torch.Tensor, generator=None, strategy: str = DEFAULT_STRATEG
     Parameters
     ----------
     x : Tensor of shape (b, c, h, w)
+        Images; each one gets its own random transformation.
     generator : torch.Generator, int or None
+        Source of the transformation parameters.
     strategy : str
+        Families joined by ``_``, as in :func:`sample_aug_params`.
 
     Returns
     -------

@@ -51,6 +51,11 @@ def default_loops(ipc: int) -> tuple[int, int]:
     and 50 (the rule behind the 10, 20 and 50 rows), and ``(50, 10)`` above 50, the
     authors' advice for large sets (DatasetCondensation issue #2).
 
+    Parameters
+    ----------
+    ipc : int
+        Synthetic images per class, at least 1.
+
     Examples
     --------
     >>> default_loops(10), default_loops(15), default_loops(100)
@@ -80,6 +85,7 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
     x : Tensor of shape (n, c, h, w) or (n, d)
         Real training inputs.
     y : Tensor of shape (n,), int64
+        Labels of ``x``.
     ipc : int
         Synthetic images per class (at most the size of the smallest class).
     model_fn : callable, optional
@@ -97,6 +103,8 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
     metric : {"dc", "cos", "mse"}
         See :func:`~distillkit.distill.losses.gradient_matching_distance`.
     init : {"noise", "real"}
+        Start from random real examples of each class ("real") or from standard Gaussian noise
+        ("noise").
     dsa : bool
         Apply Siamese augmentation before matching and per-sample DSA in inner training.
     dsa_strategy : str
@@ -119,6 +127,7 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
     callback_every : int, optional
         Default ``steps // 10``.
     progress : bool
+        Show a progress bar over the outer steps.
 
     Returns
     -------
@@ -155,6 +164,21 @@ def dc(x, y, ipc, *, model_fn=None, steps: int = 1000, outer_loop: int | None = 
 def dsa(x, y, ipc, *, init: str = "real", dsa_strategy: str = DEFAULT_STRATEGY, **options) -> SyntheticSet:
     """DC with Differentiable Siamese Augmentation: :func:`dc` with ``dsa=True`` and real
     initialisation. Takes every option of :func:`dc`.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, c, h, w)
+        Real training images.
+    y : Tensor of shape (n,), int64
+        Their labels.
+    ipc : int
+        Synthetic images per class.
+    init : {"real", "noise"}
+        Initialisation, real images by default (as in the DSA paper).
+    dsa_strategy : str
+        The augmentation families, joined by "_".
+    **options
+        Every other option of :func:`dc`.
 
     References
     ----------

@@ -62,6 +62,13 @@ def step_batches(ipc: int, inner_steps: int) -> list[torch.Tensor]:
     reference's one image per class per step); with ``ipc < inner_steps`` step ``k`` uses
     position ``k % ipc``, so every image serves several steps.
 
+    Parameters
+    ----------
+    ipc : int
+        Synthetic images per class.
+    inner_steps : int
+        Number of unrolled inner steps.
+
     Examples
     --------
     >>> [t.tolist() for t in step_batches(4, 2)]
@@ -116,6 +123,7 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
     x : Tensor of shape (n, c, h, w) or (n, d)
         Real training inputs.
     y : Tensor of shape (n,), int64
+        Labels of ``x``.
     ipc : int
         Synthetic images per class.
     model_fn : callable, optional
@@ -137,12 +145,16 @@ def dd(x: torch.Tensor, y: torch.Tensor, ipc: int, *, model_fn=None, steps: int 
     checkpoint : bool
         Gradient checkpointing over the inner steps (less memory, about 1.3x the time).
     init : {"noise", "real"}
+        Start from random real examples of each class ("real") or from standard Gaussian noise
+        ("noise").
     generator : torch.Generator, int or None
+        Source of every random draw: initialisation, networks, real batches, augmentation.
     callback : callable ``(step, x_syn, info)``, optional
         Called every ``callback_every`` steps and after the last one.
     callback_every : int, optional
         Snapshot period; default ``steps // 10``.
     progress : bool
+        Show a progress bar over the outer steps.
 
     Returns
     -------

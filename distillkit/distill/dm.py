@@ -64,6 +64,7 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
     x : Tensor of shape (n, c, h, w) or (n, d)
         Real training inputs.
     y : Tensor of shape (n,), int64
+        Labels of ``x``.
     ipc : int
         Synthetic images per class.
     model_fn : callable, optional
@@ -76,6 +77,8 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
     batch_real : int
         Real images per class per step.
     init : {"real", "noise"}
+        Start from random real examples of each class ("real") or from standard Gaussian noise
+        ("noise").
     dsa : bool
         Siamese augmentation per class (one draw shared by the class's real and synthetic
         images; the reference default).
@@ -90,11 +93,13 @@ def dm(x, y, ipc, *, model_fn=None, steps: int = 20000, lr_img: float = 1.0, bat
         Memory mode of the reference README: one forward pass and one image step per class;
         each class's images are sliced and augmented after the previous classes' steps.
     generator : torch.Generator, int or None
+        Source of every random draw: initialisation, networks, real batches, augmentation.
     callback : callable, optional
         ``callback(step, x_syn, info)`` every ``callback_every`` steps (and at 0 and the end).
     callback_every : int, optional
         Default ``steps // 10``.
     progress : bool
+        Show a progress bar over the outer steps.
 
     Returns
     -------

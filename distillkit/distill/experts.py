@@ -38,7 +38,15 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 class ExpertBuffer:
     """Expert trajectories: ``trajectories[e, t]`` are expert ``e``'s flat parameters after
     ``t`` epochs (``t = 0`` is the initialisation), shape (n_experts, epochs + 1, n_params).
-    ``manifest`` records how they were made and their SHA-256 checksum."""
+    ``manifest`` records how they were made and their SHA-256 checksum.
+
+    Parameters
+    ----------
+    trajectories : Tensor of shape (n_experts, epochs + 1, n_params)
+        Every expert's flat parameters after each epoch.
+    manifest : dict
+        How the buffer was made and its SHA-256 checksum.
+    """
 
     trajectories: torch.Tensor
     manifest: dict = field(default_factory=dict)
@@ -64,6 +72,7 @@ def expert_buffer_size(model, n_experts: int, epochs: int, dtype: torch.dtype = 
     model : int, nn.Module or callable
         The number of parameters, a network, or a ``model_fn(generator=...)``.
     n_experts, epochs : int
+        Number of experts and epochs per expert.
     dtype : torch.dtype
         float32, float16 or bfloat16.
 
@@ -119,15 +128,19 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Real training inputs.
     y : Tensor of shape (n,), int64
+        Labels of ``x``.
     model_fn : callable
         ``model_fn(generator=seed)`` builds one expert.
     n_experts, epochs : int
         The reference uses 100 experts of 50 epochs.
-    lr, momentum, batch_size : SGD learning rate, momentum (reference: 0) and minibatch size.
+    lr, momentum, batch_size : float, float, int
+        SGD learning rate, momentum (reference: 0) and minibatch size.
     augment : callable ``(x_batch, generator) -> x_batch``, optional
         For example ``distillkit.distill.augment.dsa_augment`` (the reference trains experts with DSA).
     generator : torch.Generator, int or None
+        Source of every expert's initialisation, batch order and augmentation.
     path : str or os.PathLike, optional
         Written through a temporary file, then renamed, so an interrupted run leaves no
         partial buffer.
@@ -137,6 +150,7 @@ def train_expert_trajectories(x: torch.Tensor, y: torch.Tensor, *, model_fn, n_e
     dtype : torch.dtype
         Storage precision: float32, float16 or bfloat16 (half the size).
     progress : bool
+        Show a progress bar over the experts' epochs.
 
     Returns
     -------
@@ -228,6 +242,7 @@ def load_expert_trajectories(path) -> ExpertBuffer:
     Parameters
     ----------
     path : str or os.PathLike
+        A file written by :func:`train_expert_trajectories`; its checksum is verified.
 
     Returns
     -------

@@ -108,8 +108,11 @@ def empirical_ntk(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = 
     Parameters
     ----------
     model : nn.Module
+        A network with one output.
     x1 : Tensor of shape (n1, ...)
+        First set of inputs.
     x2 : Tensor of shape (n2, ...), optional (default ``x1``)
+        Second set of inputs; default ``x1``.
 
     Returns
     -------
@@ -159,6 +162,7 @@ def median_bandwidth(x: torch.Tensor, *, max_points: int = 1000, generator=None)
     Parameters
     ----------
     x : Tensor of shape (n, ...), n >= 2
+        Points whose median pairwise distance sets the bandwidth.
     max_points : int
         At least 2.
     generator : torch.Generator, int or None
@@ -227,6 +231,8 @@ def make_kernel(kernel, x: torch.Tensor, *, model_fn=None, n_models: int = 4, ge
     Parameters
     ----------
     kernel : {"ntk", "rbf"} or callable
+        The empirical NTK of ``model_fn``, a Gaussian (RBF) kernel, or a callable ``k(a, b)`` used
+        as it is.
     x : Tensor of shape (n, ...)
         Real data: fixes the input shape (NTK) or the bandwidth (RBF, median heuristic).
     model_fn : callable, optional
@@ -234,6 +240,7 @@ def make_kernel(kernel, x: torch.Tensor, *, model_fn=None, n_models: int = 4, ge
     n_models : int
         Random initialisations the NTK is averaged over.
     generator : torch.Generator, int or None
+        Source of the NTK's network initialisations.
 
     Returns
     -------

@@ -70,13 +70,17 @@ def kip(x: torch.Tensor, y: torch.Tensor, ipc: int, *, kernel="ntk", model_fn=No
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Real training inputs.
     y : Tensor of shape (n,), int64
+        Labels of ``x``.
     ipc : int
+        Synthetic examples per class.
     kernel : {"ntk", "rbf"} or callable
         See the module docstring; a callable receives flattened inputs.
     model_fn, n_models :
         Network and number of initialisations of the empirical NTK.
     steps : int
+        Adam steps on the support set.
     lr : float
         Adam learning rate (reference 0.04).
     reg : float
@@ -89,11 +93,16 @@ def kip(x: torch.Tensor, y: torch.Tensor, ipc: int, *, kernel="ntk", model_fn=No
         For ``kernel="ntk"``: the NTK features of all real data are computed once when they
         take at most this many bytes, else those of each target batch at every step.
     init : {"real", "noise"}
+        Start from random real examples of each class ("real") or from standard Gaussian noise
+        ("noise").
     generator : torch.Generator, int or None
+        Source of every random draw: initialisation, networks, real batches, augmentation.
     callback : callable ``(step, x_syn, info)``, optional
+        Called as ``callback(step, x_syn, info)`` to snapshot progress (for notebooks and widgets).
     callback_every : int, optional
         Snapshot period; default ``steps // 10``.
     progress : bool
+        Show a progress bar over the steps.
 
     Returns
     -------

@@ -76,6 +76,8 @@ def gradient_matching_distance(g_syn: Sequence[torch.Tensor], g_real: Sequence[t
     g_real : sequence of Tensor
         The matching gradients from the real batch, same shapes.
     metric : {"dc", "cos", "mse"}
+        DC's layer-wise distance (1 - cosine per output unit, summed), the cosine distance of the
+        whole flattened gradients, or their squared Euclidean distance.
 
     Returns
     -------
@@ -269,6 +271,7 @@ def kernel_ridge(x_support: torch.Tensor, y_support: torch.Tensor, x_query: torc
     y_support : Tensor of shape (n_s, C) or (n_s,)
         Support targets (e.g. centred one-hot labels).
     x_query : Tensor of shape (m, ...)
+        Points at which the fitted function is evaluated.
     kernel : callable
         ``kernel(a, b)`` returns the Gram matrix of shape (n_a, n_b).
     reg : float

@@ -64,8 +64,11 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
     Parameters
     ----------
     x : Tensor of shape (n, c, h, w) or (n, d)
+        Real training inputs (the synthetic set is initialised from them).
     y : Tensor of shape (n,), int64
+        Labels of ``x``.
     ipc : int
+        Synthetic images per class.
     experts : ExpertBuffer, str or os.PathLike
         From :func:`~distillkit.distill.experts.train_expert_trajectories` (a path is loaded and verified).
     model_fn : callable, optional
@@ -99,11 +102,16 @@ def mtt(x: torch.Tensor, y: torch.Tensor, ipc: int, *, experts, model_fn=None, s
     checkpoint : bool
         Gradient checkpointing over the student steps.
     init : {"real", "noise"}
+        Start from random real examples of each class ("real") or from standard Gaussian noise
+        ("noise").
     generator : torch.Generator, int or None
+        Source of every random draw: initialisation, networks, real batches, augmentation.
     callback : callable ``(step, x_syn, info)``, optional
+        Called as ``callback(step, x_syn, info)`` to snapshot progress (for notebooks and widgets).
     callback_every : int, optional
         Snapshot period; default ``steps // 10``.
     progress : bool
+        Show a progress bar over the steps.
 
     Returns
     -------

@@ -49,6 +49,9 @@ def check_welling_herding(fn) -> str:
     ----------
     fn : callable
         The student's ``welling_herding``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------
@@ -109,6 +112,9 @@ def check_pooled_entropy(fn) -> str:
     ----------
     fn : callable
         The student's ``pooled_entropy``; ``generator`` is passed as an int seed.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------
@@ -176,6 +182,9 @@ def check_lightweight_scores(fn) -> str:
     ----------
     fn : callable
         The student's ``lightweight_scores``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------
@@ -230,6 +239,9 @@ def check_cal_aggregate(fn) -> str:
     ----------
     fn : callable
         The student's ``cal_aggregate``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------
@@ -290,6 +302,9 @@ def check_craig_weights(fn) -> str:
     ----------
     fn : callable
         The student's ``craig_weights``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------

@@ -63,6 +63,9 @@ def check_dm_loss_one_forward(fn) -> str:
     ----------
     fn : callable
         The student's ``dm_loss_one_forward``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------
@@ -127,6 +130,9 @@ def check_kip_label_gradient(fn) -> str:
     ----------
     fn : callable
         The student's ``kip_label_gradient``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------

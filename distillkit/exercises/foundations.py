@@ -49,6 +49,9 @@ def check_bootstrap_interval(fn) -> str:
     ----------
     fn : callable
         The student's ``bootstrap_interval``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------
@@ -136,6 +139,9 @@ def check_count_per_class(fn) -> str:
     ----------
     fn : callable
         The student's ``count_per_class``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------

@@ -37,6 +37,9 @@ def check_voronoi_from_scratch(fn) -> str:
     ----------
     fn : callable
         The student's ``voronoi_from_scratch``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------

@@ -36,6 +36,9 @@ def check_two_layer_loss(fn) -> str:
     ----------
     fn : callable
         The student's ``two_layer_loss``.
+    time_limit : float, keyword-only
+        Seconds the check lets your function run before it reports a failure (an infinite loop,
+        say); :data:`TIME_LIMIT` by default.
 
     Returns
     -------

@@ -52,6 +52,8 @@ class ConvNet(nn.Module):
     width, depth : int
         Channels per block and number of blocks (128 and 3 in the papers).
     norm : {"instance", "batch", "none"}
+        Normalisation after each convolution: instance norm (the distillation papers' default),
+        batch norm, or none.
     generator : torch.Generator, int or None
         Source of the initial weights.
 

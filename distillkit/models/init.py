@@ -25,6 +25,7 @@ def init_parameters(model: nn.Module, generator=None) -> nn.Module:
     Parameters
     ----------
     model : nn.Module
+        The network whose parameters are re-initialised in place.
     generator : torch.Generator, int or None
         Source of the weights: a CPU generator, an int seed, or None for a fresh generator
         seeded from the operating system (as everywhere in distillkit). The global RNG is

@@ -20,9 +20,11 @@ class MLP(nn.Module):
     in_features : int
         Number of input features after flattening (784 for MNIST, 64 for digits).
     n_classes : int
+        Number of outputs.
     hidden : tuple of int
         Widths of the hidden layers.
     generator : torch.Generator, int or None
+        Source of the initial weights (never the global generator).
 
     Examples
     --------
@@ -78,10 +80,14 @@ class TwoLayerNet(nn.Module):
     width : int
         Number of hidden units L (even when ``symmetric``).
     activation : {"relu", "softplus", "tanh"}
+        The activation :math:`\\sigma` of the hidden units.
     symmetric : bool
+        Pair the units (equal first-layer rows and biases, opposite second-layer weights) so that
+        the network is exactly 0 at initialisation.
     bias_std : float
         Standard deviation of the first-layer biases.
     generator : torch.Generator, int or None
+        Source of the initial weights and biases.
     """
 
     def __init__(self, d: int, width: int, *, activation: str = "relu", symmetric: bool = True,

@@ -189,6 +189,7 @@ def group_cvar_weights(losses: torch.Tensor, groups: torch.Tensor, alpha: float,
     Parameters
     ----------
     losses : Tensor of shape (n,)
+        Per-example losses.
     groups : Tensor of shape (n,), integer
         Group id of every example. Only ids that occur count as groups (an empty group has no
         loss and no risk).

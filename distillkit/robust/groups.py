@@ -162,6 +162,7 @@ def kmeans_groups(features: torch.Tensor, k: int, *, generator=None, n_iter: int
     Parameters
     ----------
     features : Tensor of shape (n, d)
+        Points to cluster, one per row.
     k : int
         Number of clusters, in [1, n]. ``features`` must have at least ``k`` distinct rows.
     generator : torch.Generator, int or None
@@ -206,8 +207,11 @@ def pixel_clusters(x: torch.Tensor, k: int = 10, *, generator=0) -> torch.Tensor
     Parameters
     ----------
     x : Tensor of shape (n, ...)
+        Inputs, flattened before clustering.
     k : int
+        Number of clusters.
     generator : torch.Generator, int or None
+        Seed of the k-means initialisation (0 by default, so every chapter gets the same clusters).
 
     Returns
     -------
@@ -265,10 +269,13 @@ def group_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, groups: t
     model : nn.Module
         A trained classifier (evaluated in eval mode, on the device of ``x``).
     x : Tensor of shape (n, ...)
+        Inputs.
     y : Tensor of shape (n,), int64
+        Their labels.
     groups : Tensor of shape (n,), int64
         Subgroup id of every example (a recorded attribute, or :func:`pixel_clusters`).
     batch_size : int
+        Examples per forward pass.
 
     Returns
     -------

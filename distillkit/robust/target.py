@@ -95,8 +95,11 @@ def released_group_risk(losses, groups, alpha: float, n_groups: int | None = Non
     Parameters
     ----------
     losses : array-like of shape (n,)
+        Per-example losses.
     groups : array-like of shape (n,), integer ids in [0, n_groups)
+        Group id of every example.
     alpha : float
+        CVaR level in (0, 1), as in :func:`released_cvar`.
     n_groups : int, optional
         Number of rows (clusters); default ``max(groups) + 1``.
 

@@ -45,7 +45,9 @@ def subspace_fraction(x: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x : Tensor of shape (n, d)
+        Vectors, one per row.
     U : Tensor of shape (d, r), orthonormal columns
+        Basis of the subspace.
 
     Returns
     -------
@@ -67,6 +69,13 @@ def random_fraction_baseline(d: int, r: int) -> float:
     """:math:`E\\,\\lVert P_U x\\rVert/\\lVert x\\rVert` for an isotropic random :math:`x`:
     :math:`\\Gamma(\\tfrac{r+1}2)\\Gamma(\\tfrac d2) / (\\Gamma(\\tfrac r2)\\Gamma(\\tfrac{d+1}2))
     \\approx \\sqrt{r/d}` (the squared fraction is Beta(r/2, (d-r)/2)).
+
+    Parameters
+    ----------
+    d : int
+        Ambient dimension.
+    r : int
+        Dimension of the subspace, at most ``d``.
 
     Examples
     --------
@@ -92,8 +101,11 @@ def outside_fraction(G: torch.Tensor, U: torch.Tensor, *, own=None) -> float:
     Parameters
     ----------
     G : Tensor of shape (L, d)
+        A first-layer gradient (or any matrix with one row per unit).
     U : Tensor of shape (d, r)
+        Orthonormal basis of the task subspace.
     own : Tensor of shape (L, d), optional
+        The weights at which ``G`` was taken; each row's part along its own weight is removed too.
 
     Returns
     -------
@@ -129,6 +141,7 @@ def principal_angles(A: torch.Tensor, U: torch.Tensor, *, k: int | None = None) 
     A : Tensor of shape (L, d)
         E.g. learned first-layer weights or a gradient.
     U : Tensor of shape (d, r)
+        Orthonormal basis of the reference subspace.
     k : int, optional
         Dimension of the row subspace to compare, default ``r``.
 
@@ -226,7 +239,23 @@ def population_first_layer_gradient(net: TwoLayerNet, task: MultiIndexTask) -> t
 
 @dataclass(frozen=True)
 class MemoryLedger:
-    """Numbers stored to reproduce the two-stage training (see :func:`memory_ledger`)."""
+    """Numbers stored to reproduce the two-stage training (see :func:`memory_ledger`).
+
+    Attributes
+    ----------
+    stage1 : int
+        Numbers stored for the first stage's distilled points, ``m * (d + 1)``.
+    stage2 : int
+        Numbers stored for the second stage (0 when it uses the real data).
+    distilled : int
+        ``stage1 + stage2``.
+    real : int
+        Numbers in the real data the pipeline replaces, ``n_real * (d + 1)``.
+    reference : int
+        :math:`r^2 d + L`, the paper's order without constants or logarithms.
+    compression : float
+        ``real / distilled``.
+    """
 
     stage1: int
     stage2: int

@@ -41,6 +41,7 @@ def gradient_matching_loss(g_syn: torch.Tensor, g_real: torch.Tensor) -> torch.T
     Parameters
     ----------
     g_syn, g_real : Tensors of shape (L, d)
+        The gradient on the synthetic set and the target gradient on the real data.
 
     Examples
     --------
@@ -106,7 +107,9 @@ def distill_first_layer_gradient(
     n_real : int
         Sample size when ``data`` is a task.
     learn_labels : bool
+        Train the synthetic labels too (otherwise they keep their initial values).
     generator : torch.Generator, int or None
+        Source of the initial points (and of the real sample drawn from a task).
     callback : callable, optional
         ``callback(step, x_syn, y_syn, loss)`` after every step (tensors detached).
     progress : bool
@@ -232,18 +235,25 @@ def distill_second_layer(
     Parameters
     ----------
     W : Tensor of shape (L, d)
+        The fixed first layer.
     b : Tensor of shape (L,)
+        The fixed biases.
     x : Tensor of shape (n, d)
+        Real inputs whose ridge objective the synthetic set must reproduce.
     y : Tensor of shape (n,)
+        Their targets.
     m2 : int
         Number of synthetic points, at least 1.
     activation : {"relu", "softplus", "tanh"}
+        The activation of the features.
     lam : float
         The ridge parameter used by the second stage.
     learn_inputs : bool
+        Learn the inputs as well (KIP-style) instead of drawing them from ``generator``.
     steps, lr : int, float
         Adam steps and learning rate (``learn_inputs=True`` only).
     generator : torch.Generator, int or None
+        Source of the synthetic inputs (drawn, or the real examples they start from).
 
     Returns
     -------

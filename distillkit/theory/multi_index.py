@@ -34,6 +34,7 @@ class Link:
     Attributes
     ----------
     name : str
+        The name :func:`make_link` knows it by.
     r : int
         Number of inputs of ``g``.
     fn : callable
@@ -79,6 +80,8 @@ def make_link(name: str = "quadratic", r: int = 2) -> Link:
     Parameters
     ----------
     name : {"quadratic", "he2", "tanh_sum", "product"}
+        The link function: the book's quadratic, the Hermite polynomial, a sum of tanh, or the
+        product of the coordinates.
     r : int
         Intrinsic dimension, at least 1.
 
@@ -140,6 +143,7 @@ def random_subspace(d: int, r: int, *, generator=None, dtype: torch.dtype = torc
     r : int
         Number of columns, in [1, d].
     generator : torch.Generator, int or None
+        Source of the Gaussian matrix that is orthonormalised.
     dtype : torch.dtype
         A floating dtype (an integer one would round the basis to zeros).
 
@@ -183,8 +187,11 @@ def expected_hessian_mc(link: Link, *, n_samples: int = 100_000, generator=None)
     Parameters
     ----------
     link : Link
+        The link function :math:`g`.
     n_samples : int
+        Number of Gaussian samples of :math:`z`.
     generator : torch.Generator, int or None
+        Source of the samples.
 
     Returns
     -------

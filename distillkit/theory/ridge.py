@@ -23,7 +23,9 @@ def ridge_fit(features: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tens
     Parameters
     ----------
     features : Tensor of shape (n, L)
+        The feature matrix :math:`\\Phi`, one row per example.
     y : Tensor of shape (n,)
+        Targets.
     lam : float
         Ridge parameter, > 0.
 
@@ -61,6 +63,13 @@ def _ridge(features, y, lam):
 def relative_mse(pred: torch.Tensor, y: torch.Tensor) -> float:
     """Test error as a fraction of the label variance: :math:`\\mathrm{mean}((\\hat y -
     y)^2) / \\mathrm{Var}(y)`. 0 is perfect; 1 is what predicting the mean gets.
+
+    Parameters
+    ----------
+    pred : Tensor of shape (n,)
+        Predictions :math:`\\hat y`.
+    y : Tensor of shape (n,)
+        True targets; their variance must be positive.
 
     Examples
     --------

@@ -52,6 +52,7 @@ def apply_activation(z: torch.Tensor, name: str) -> torch.Tensor:
     Parameters
     ----------
     z : floating Tensor of any shape
+        Pre-activations.
     name : {"relu", "softplus", "tanh"}
         Any other name is an error (never a silent fallback).
 
@@ -67,6 +68,13 @@ def apply_activation(z: torch.Tensor, name: str) -> torch.Tensor:
 def activation_derivative(z: torch.Tensor, name: str) -> torch.Tensor:
     """:math:`\\sigma'(z)` (elementwise). For ReLU this is the step :math:`1[z > 0]`,
     whose gradient with respect to ``z`` is zero. ``name`` as in :func:`apply_activation`.
+
+    Parameters
+    ----------
+    z : floating Tensor of any shape
+        Pre-activations.
+    name : {"relu", "softplus", "tanh"}
+        The activation whose derivative is taken.
 
     Examples
     --------
@@ -139,7 +147,9 @@ def first_layer_gradient(net: TwoLayerNet, x: torch.Tensor, y: torch.Tensor) -> 
     net : TwoLayerNet
         Its current ``W`` (L, d), ``b`` (L,), ``a`` (L,) and activation are used.
     x : Tensor of shape (n, d)
+        Inputs of the loss.
     y : Tensor of shape (n,)
+        Targets of the loss.
 
     Returns
     -------
@@ -173,11 +183,16 @@ def first_layer_step(
     Parameters
     ----------
     net : TwoLayerNet
+        The network at its initialisation :math:`W_0`; its ``W``, ``b``, ``a`` and activation are
+        used, not changed.
     x : Tensor of shape (n, d)
+        Inputs of the first-layer step (real or distilled).
     y : Tensor of shape (n,)
+        Their targets.
     eta : float
         Step size (irrelevant when ``normalize``).
     normalize : bool
+        Scale every row of :math:`W_1` to unit Euclidean length.
 
     Returns
     -------
@@ -213,9 +228,13 @@ class TwoLayerFit:
     Attributes
     ----------
     W : Tensor of shape (L, d)
+        First layer, one row :math:`w_j` per unit.
     b : Tensor of shape (L,)
+        Biases of the hidden units.
     a : Tensor of shape (L,)
+        Second layer, fitted by ridge regression.
     activation : str
+        Name of :math:`\\sigma`, one of ``ACTIVATIONS``.
     """
 
     W: torch.Tensor
@@ -255,19 +274,25 @@ def fit_second_layer(
     bias=None,
     generator=None,
 ) -> TwoLayerFit:
-    """Stage 2: draw fresh biases :math:`b \\sim N(0, \\text{bias\\_std}^2 I_L)` (unless
-    ``bias`` is given) and fit the second layer by :func:`ridge_fit`.
+    """Stage 2: draw fresh biases :math:`b \\sim N(0, s^2 I_L)` with :math:`s` = ``bias_std``
+    (unless ``bias`` is given) and fit the second layer by :func:`ridge_fit`.
 
     Parameters
     ----------
     W : Tensor of shape (L, d)
         First layer (e.g. from :func:`first_layer_step`, or :math:`W_0` for random features).
     x : Tensor of shape (n, d)
+        Inputs of the ridge fit.
     y : Tensor of shape (n,)
+        Their targets.
     activation : {"relu", "softplus", "tanh"}
+        The activation :math:`\\sigma` of the features.
     lam : float
+        Ridge parameter :math:`\\lambda_2`.
     bias_std : float
+        Standard deviation of the freshly drawn biases.
     bias : Tensor of shape (L,), optional
+        Use these biases instead of drawing them (then ``bias_std`` and ``generator`` are unused).
     generator : torch.Generator, int or None
         Source of the biases.
 

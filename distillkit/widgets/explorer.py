@@ -16,6 +16,7 @@ def figure_to_png(fig, *, dpi: int = 100) -> bytes:
     Parameters
     ----------
     fig : matplotlib Figure
+        The figure to render; it is closed afterwards.
     dpi : int
         Resolution, at least 1 (100, as the book style, so that its 12-pt fonts stay legible).
     """
@@ -95,7 +96,15 @@ def frame_explorer(frames: Sequence, labels: Sequence | None = None, *, descript
 
 
 def live_explorer(function: Callable, **sliders):
-    """``ipywidgets.interactive`` with the given sliders: recomputes in a live kernel only."""
+    """``ipywidgets.interactive`` with the given sliders: recomputes in a live kernel only.
+
+    Parameters
+    ----------
+    function : callable
+        Called with the sliders' values whenever one moves.
+    **sliders
+        Keyword arguments of ``ipywidgets.interactive``: sliders or value ranges.
+    """
     import ipywidgets as w
 
     if not callable(function):

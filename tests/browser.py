@@ -118,10 +118,28 @@ class Browser:
                 self.call("Input.dispatchKeyEvent", type=kind, key=key, code=code, windowsVirtualKeyCode=key_code,
                           nativeVirtualKeyCode=key_code)
 
-    def screenshot(self, path):
+    def set_window(self, width: int, height: int = 1000):
+        """Lay the page out as in a browser window of this size (CSS pixels, scale 1)."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def screenshot(self, path, full_page: bool = False, max_height: int = 16000):
+        """Save a PNG of the window, or of the whole page (up to max_height CSS pixels): the
+        window is made as tall as the page for the shot, so sticky parts stay in place."""
         import base64
 
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+        if full_page:
+            metrics = self.call("Page.getLayoutMetrics")
+            width = metrics["cssLayoutViewport"]["clientWidth"]
+            height = metrics["cssLayoutViewport"]["clientHeight"]
+            full = min(int(metrics["cssContentSize"]["height"]), max_height)
+            self.call("Emulation.setDeviceMetricsOverride", width=width, height=full, deviceScaleFactor=1, mobile=False)
+            self.drain(0.3)
+        try:
+            data = self.call("Page.captureScreenshot", format="png")["data"]
+        finally:
+            if full_page:
+                self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                          mobile=False)
         pathlib.Path(path).write_bytes(base64.b64decode(data))
 
     def close(self):

@@ -41,7 +41,6 @@ NOT_APPLICABLE = {
 # Not yet converted (remove a chapter from this list when it moves onto the protocols).
 PENDING = {
     "02_coresets/02_uncertainty.ipynb",
-    "02_coresets/04_decision_boundary.ipynb",
     "03_distillation/01_matching.ipynb", "03_distillation/02_unrolled.ipynb",
     "04_robust/01_robust_subgroups.ipynb",
 }

@@ -42,7 +42,6 @@ NOT_APPLICABLE = {
 PENDING = {
     "02_coresets/02_uncertainty.ipynb",
     "03_distillation/01_matching.ipynb", "03_distillation/02_unrolled.ipynb",
-    "04_robust/01_robust_subgroups.ipynb",
 }
 
 

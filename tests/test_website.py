@@ -55,6 +55,10 @@ def book_pages() -> list[str]:
 # here that passes such a check fails the test until its entry is removed, and a page
 # failing a check not listed for it fails as usual.
 PENDING_PAGES = {
+    "chapters/02_coresets/04_decision_boundary": {
+        "image-small": "the toy experiment's stored figure is 1071 px wide, shown at 0.72 of it; re-executed "
+                       "with distillkit.plots' style and a width the column holds (about 1030 px at most) it passes",
+    },
     "chapters/04_robust/01_robust_subgroups": {
         "image-small": "the toy experiment's stored figure is 1431 px wide, shown at 0.54 of it; re-executed "
                        "with distillkit.plots' style and a width the column holds (about 1030 px at most) it passes",

@@ -40,7 +40,6 @@ NOT_APPLICABLE = {
 }
 # Not yet converted (remove a chapter from this list when it moves onto the protocols).
 PENDING = {
-    "02_coresets/02_uncertainty.ipynb",
     "03_distillation/01_matching.ipynb", "03_distillation/02_unrolled.ipynb",
 }
 

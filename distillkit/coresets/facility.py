@@ -38,8 +38,8 @@ def _check_similarity(similarity, budget, func: str):
     s = check_tensor(similarity, "similarity", func, ndim=2, floating=True, min_rows=1, half=False)
     if s.shape[0] != s.shape[1]:
         fail(func, "similarity", "a square (n, n) matrix", s)
-    n_negative = int((s < 0).sum())
-    if n_negative:
+    if s.numel() and float(s.min()) < 0:  # one reduction, no (n, n) mask; count only to report
+        n_negative = int((s < 0).sum())
         fail(func, "similarity", "non-negative", f"<a matrix with {n_negative} negative entries>")
     budget = check_budget(budget, s.shape[0], func)
     return s.detach(), budget

@@ -40,7 +40,6 @@ NOT_APPLICABLE = {
 }
 # Not yet converted (remove a chapter from this list when it moves onto the protocols).
 PENDING = {
-    "03_distillation/02_unrolled.ipynb",
 }
 
 

@@ -79,6 +79,7 @@ def cluster_sizes(similarity: torch.Tensor, indices: torch.Tensor) -> torch.Tens
     Parameters
     ----------
     similarity : Tensor of shape (n, n)
+        Finite, non-negative similarities; ``s_ij`` is how well chosen point j serves point i.
     indices : Tensor of shape (k,)
         The chosen points, in pick order.
 

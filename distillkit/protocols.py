@@ -13,7 +13,7 @@ DIGITS     scikit-learn's 8x8 digits. ConvNet depth 2, width 32 (depth 3 would a
            instance norm to 2x2 maps). Test: the 445 images of ``load_digits("test")``
            (every fourth image of each class); validation: 30 per class drawn from the
            1,352 training images with seed 0; pool: the other 1,052. Pixels in [0, 1].
-MNIST      ConvNet-3 width 32 (the CPU protocol). Test: one fixed stratified subset of
+MNIST      ConvNet-3 width 32 (sized for a CPU). Test: one fixed stratified subset of
            the test split, 200 per class (2,000 images, seed 0); validation: 100 per class
            of the training split; pool: 500 other images per class (5,000), seed 0.
            Normalised with the reference's mean 0.1307 and std 0.3081.
@@ -22,9 +22,6 @@ PAPER      The papers' protocol on MNIST (Zhao et al., ICLR 2021): ConvNet-3 wid
            ``schedule="reference"`` (the reference ``evaluate_synset`` loop: 301 passes
            without augmentation, 1,001 with), the full test split, validation 100 per
            class, pool all other training images. It needs a GPU beyond tiny sets.
-CPU        The book's earlier CPU protocol (ConvNet-3 width 32, 100 epochs, no minimum
-           number of steps, the caller's own test set), kept unchanged for the chapters that
-           have not moved to DIGITS / MNIST yet: their stored results were measured with it.
 =========  ================================================================================
 
 The CPU protocols train ``max(epochs, ceil(steps / batches_per_epoch))`` epochs, so a set of
@@ -61,7 +58,7 @@ from .evaluate import EvalResult, class_size_weights, evaluate_set
 from .models import MLP, ConvNet
 from .train import SCHEDULES
 
-__all__ = ["CPU", "DIGITS", "FASHION", "MNIST", "PAPER", "Protocol", "ProtocolData"]
+__all__ = ["DIGITS", "FASHION", "MNIST", "PAPER", "Protocol", "ProtocolData"]
 
 _DATASETS = ("digits", "mnist", "fashion")
 _ARCHS = ("convnet", "mlp")
@@ -214,8 +211,8 @@ class Protocol:
 
     # --- measuring -----------------------------------------------------------------------
 
-    def evaluate(self, x, y, x_test=None, y_test=None, *, weights=None, seeds=None, augment=None,
-                 on: str = "test", n_classes: int | None = None, **overrides) -> EvalResult:
+    def evaluate(self, x, y, *, weights=None, seeds=None, augment=None, on: str = "test",
+                 n_classes: int | None = None) -> EvalResult:
         """Train one fresh network per seed on ``(x, y)`` and measure it on the protocol's
         test set (``on="test"``) or validation split (``on="validation"``, for every choice
         of a hyperparameter).
@@ -224,9 +221,6 @@ class Protocol:
         ----------
         x : Tensor of shape (n, 1, h, w)
         y : Tensor of shape (n,) int64, or (n, n_classes) float soft labels
-        x_test, y_test : Tensor, optional
-            Deprecated: a caller's own test set, for chapters not yet converted (recorded as
-            ``evaluated_on="caller"``). New code leaves them out.
         weights : Tensor of shape (n,), optional
             Per-example weights (weighted coresets).
         seeds : sequence of int, optional
@@ -236,8 +230,6 @@ class Protocol:
         on : {"test", "validation"}
         n_classes : int, optional
             Outputs of the network; default: the largest test label + 1.
-        **overrides :
-            Deprecated: changes to the schedule; use :meth:`variant` instead.
 
         Returns
         -------
@@ -246,24 +238,18 @@ class Protocol:
             schedule actually used, ``augmentation`` and ``evaluated_on``.
         """
         func = "Protocol.evaluate"
-        if (x_test is None) != (y_test is None):
-            fail(func, "y_test" if y_test is None else "x_test", "given together with the other or not at all", None,
-                 error=TypeError)
-        if x_test is None:
-            on = check_option(on, "on", func, ("test", "validation"))
-            splits = self.data()
-            x_test, y_test = (splits.x_test, splits.y_test) if on == "test" else (splits.x_val, splits.y_val)
-        else:
-            on = "caller"
+        on = check_option(on, "on", func, ("test", "validation"))
+        splits = self.data()
+        x_test, y_test = (splits.x_test, splits.y_test) if on == "test" else (splits.x_val, splits.y_val)
         seeds = self.seeds if seeds is None else seeds
         if isinstance(seeds, numbers.Integral) or not hasattr(seeds, "__iter__"):
             fail(func, "seeds", "a non-empty sequence of ints", seeds, error=TypeError)
-        options = {**self._train_options(augment), **overrides}
+        options = self._train_options(augment)
         if n_classes is None:
             n_classes = int(y_test.max()) + 1 if y_test.numel() else 10
         model_fn = self.model_fn(x.shape[1], n_classes, x.shape[-1])
         result = evaluate_set(model_fn, x, y, x_test, y_test, weights=weights, seeds=tuple(seeds), **options)
-        record = {**asdict(self), **result.protocol, "evaluated_on": on, "overrides": sorted(overrides)}
+        record = {**asdict(self), **result.protocol, "evaluated_on": on}
         return EvalResult(result.accuracies, result.seeds, record)
 
     def train(self, x, y, *, generator: int, weights=None, augment=None, n_classes: int = 10, callback=None):
@@ -382,4 +368,3 @@ DIGITS = Protocol("digits", dataset="digits", width=32, depth=2, epochs=100, ste
 MNIST = Protocol("mnist", dataset="mnist", width=32, epochs=100, steps=300, pool_per_class=500, test_per_class=200)
 FASHION = dataclasses.replace(MNIST, name="fashion", dataset="fashion")
 PAPER = Protocol("paper", dataset="mnist", width=128, epochs=300, schedule="reference", augment_epochs=1000)
-CPU = Protocol("cpu", dataset="mnist", width=32, epochs=100)

@@ -143,7 +143,12 @@ def _measure_core(kind, name, n, d, budget, device, per_class):
     return seconds, max(peak, 0) / 2**20
 
 
+IN_PROCESS = False  # --in-process: no child processes (smoke runs; the peak memory is then not the method's own)
+
+
 def measure(kind, name, n, d, budget, device, per_class=False):
+    if IN_PROCESS:
+        return _measure_core(kind, name, n, d, budget, device, per_class)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(kind, name, n, d, budget, device, per_class, queue))
@@ -320,7 +325,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--skip-facility", action="store_true")
     parser.add_argument("--bandwidth-mib", type=int, default=512, help="MiB summed to measure read bandwidth")
+    parser.add_argument("--in-process", action="store_true", help="measure in this process, not one child per "
+                        "row (smoke runs: saves an interpreter start per row; peak memory is then approximate)")
     args = parser.parse_args(argv)
+    global IN_PROCESS
+    IN_PROCESS = args.in_process
 
     import torch
 

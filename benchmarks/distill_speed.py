@@ -2,8 +2,8 @@
 per-class loop implementations, measured in the same run on MNIST.
 
 One function per method (``bench_dc``, ``bench_dm``; add ``bench_<name>`` and list it in
-``BENCHES`` for another method). Each variant runs in a fresh process so its peak memory
-is its own:
+``BENCHES`` for another method). Each variant runs in a fresh process (unless
+``--in-process``, for smoke runs) so its peak memory is its own:
 
 * on CUDA, ``torch.cuda.max_memory_allocated`` minus the memory allocated before the run;
 * on CPU, the growth of the resident set (Linux ``VmHWM`` after resetting it through
@@ -12,8 +12,9 @@ is its own:
 Variants
 --------
 DM, library
-    ``distillkit.distill.dm``: every class's real batch through **one** forward pass and the
-    whole synthetic set through another, Siamese DSA drawn per class.
+    ``distillkit.distill.dm``: on CUDA (and for BatchNorm networks) every class's real batch
+    through **one** forward pass and the whole synthetic set through another; on CPU one class
+    at a time, its real batch under ``no_grad`` in chunks; Siamese DSA drawn per class.
 DM, per-class loop
     The reference's structure: one forward pass per class for the real batch and one for
     the synthetic images of the class, the same augmentation and loss.
@@ -105,6 +106,10 @@ def _run_child(queue, name, fn, args):
 
 
 def measure(name, fn, args):
+    if args.in_process:  # smoke runs: no interpreter start per variant (the peak memory is then approximate)
+        out = []
+        _run_child(type("Queue", (), {"put": staticmethod(out.append)}), name, fn, args)
+        return out[0]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run_child, args=(queue, name, fn, args))
@@ -228,7 +233,7 @@ def _reference_style_dsa(x, parts, seed):
 
 
 def bench_dm(args):
-    return [("DM", "library (one forward)", measure("dm-lib", dm_library, args)),
+    return [("DM", "library", measure("dm-lib", dm_library, args)),
             ("DM", "per-class loop, reference-style augmentation", measure("dm-ref", dm_loop_reference_augment, args)),
             ("DM", "per-class loop", measure("dm-loop", dm_loop, args))]
 
@@ -309,6 +314,7 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=4, help="iterations per variant, the first is a warm-up")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--pool", type=int, default=None, help="use only the first POOL MNIST images (smoke runs)")
+    parser.add_argument("--in-process", action="store_true", help="run every variant in this process (smoke runs)")
     args = parser.parse_args(argv)
     import torch
 

@@ -11,7 +11,8 @@ parameter distance, backward to the pixels and the step size):
 * ``distillkit+ckpt``: the same with ``checkpoint=True`` (gradient checkpointing over the
   student steps: activation memory for one step instead of all of them).
 
-Each implementation runs in its own subprocesses, one for the time and one for the memory,
+Each implementation runs in its own subprocesses (unless ``--no-memory``, which times all three in
+this process), one for the time and one for the memory,
 so peak memory is its own: on CUDA
 ``torch.cuda.max_memory_allocated`` over what was allocated before; on CPU the peak of the
 resident set size, sampled every millisecond by a thread while the iterations run, over its
@@ -202,7 +203,7 @@ def main():
     parser.add_argument("--width", type=int, default=None, help="default: 128 on cuda, 32 on cpu")
     parser.add_argument("--iters", type=int, default=None, help="default: 10 on cuda, 2 on cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes (smoke runs)")
+    parser.add_argument("--no-memory", action="store_true", help="time every implementation in this process and skip the peak-memory processes (smoke runs)")
     parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--measure", default="time", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -224,10 +225,13 @@ def main():
     for impl in ("straightforward", "distillkit", "distillkit+ckpt"):
         cmd = [sys.executable, __file__, "--impl", impl] + [a for a in sys.argv[1:]]
         cmd += ["--syn-steps", str(args.syn_steps), "--width", str(args.width), "--iters", str(args.iters)]
+        if args.no_memory:  # smoke runs: time in this process, no interpreter start per implementation
+            rows.append({**worker(argparse.Namespace(**{**vars(args), "impl": impl})), "peak_bytes": 0})
+            continue
         timing = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         # memory in a second process whose large blocks are mmap-ed, so that RSS follows live memory
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-        memory = {"peak_bytes": 0} if args.no_memory else json.loads(subprocess.run(
+        memory = json.loads(subprocess.run(
             cmd + ["--measure", "memory"], check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
         rows.append({**timing, "peak_bytes": memory["peak_bytes"]})
     base = rows[0]
@@ -236,8 +240,10 @@ def main():
           "| memory ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        mem = ("— | —" if args.no_memory else
+               f"{r['peak_bytes'] / 2**20:.1f} | {r['peak_bytes'] / max(base['peak_bytes'], 1):.2f}")
         print(f"| {r['impl']} | {r['seconds']:.3f} | {r['cpu_seconds']:.3f} | {base['seconds'] / r['seconds']:.2f}x | "
-              f"{r['peak_bytes'] / 2**20:.1f} | {r['peak_bytes'] / max(base['peak_bytes'], 1):.2f} |")
+              f"{mem} |")
     print("\nThe three implementations compute the same iteration (checked above); distillkit's gain is not "
           "speed but safety (positive step size, NaN guard) and, with checkpointing, memory.")
 

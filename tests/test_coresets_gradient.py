@@ -60,6 +60,20 @@ def test_lazy_equals_naive(seed, dtype):
     assert lazy.info["evaluations"] < naive.info["evaluations"] == sum(150 - t for t in range(60))
 
 
+@pytest.mark.parametrize("batch", [2, 16])
+def test_lazy_batched_reevaluation_equals_naive(batch):
+    # large inputs re-evaluate 16 stale bounds per call: the same picks and gains as the naive greedy
+    from distillkit.coresets.facility import _candidate_rows, _lazy_greedy
+
+    for s in (random_similarity(150, 4, torch.float64),
+              torch.randint(0, 3, (40, 40), generator=torch.Generator().manual_seed(3)).double()):
+        picks, gains, evaluations = _lazy_greedy(_candidate_rows(s), 30, batch=batch)
+        naive = facility_location_naive(s, 30)
+        assert picks == naive.indices.tolist()
+        assert torch.equal(torch.tensor(gains, dtype=torch.float64), naive.gains)
+        assert evaluations >= _lazy_greedy(_candidate_rows(s), 30, batch=1)[2]
+
+
 def test_lazy_equals_naive_with_ties_and_non_symmetric():
     gen = torch.Generator().manual_seed(3)
     s = torch.randint(0, 3, (40, 40), generator=gen).double()  # many exact ties, not symmetric

@@ -11,7 +11,7 @@ row                           peer                                         insta
 OMP, k = 100 / 500            scikit-learn ``orthogonal_mp``               ``pip install scikit-learn``
 non-negative OMP (GradMatch)  CORDS ``OrthogonalMP_REG_Parallel``          ``pip install cords``
 facility location             apricot ``FacilityLocationSelection`` (lazy) ``pip install apricot-select``
-k-center greedy, herding      DeepCore (only if ``import deepcore`` works)  not on PyPI as a library
+k-center greedy, herding      DeepCore (its source files, see below)        ``--deepcore-dir``
 DM, DC iterations             the authors' loops (main_DM.py, main.py)     ``--peer-dir``, see below
 ============================  ===========================================  ==========================
 
@@ -39,6 +39,15 @@ after one warm-up pair. Agreement: one step without augmentation from the same i
 images: the two losses and the relative difference of the image updates (for DM with
 ``lr_img = 1`` and momentum from zero, the update is the image gradient).
 
+k-center greedy and herding (``--deepcore-dir PATH``): github.com/PatrickZH/DeepCore is not a
+package either; fetch it the same way. Its ``deepcore/__init__`` imports torchvision and every
+method, so only two source files are executed (``methods/kcentergreedy.py``,
+``methods/herding.py``), with their relative imports replaced by DeepCore's own
+``euclidean_dist`` and an empty stand-in for the training class ``EarlyTrain``, which neither
+selection reads, and their ``np.in1d`` (removed in NumPy 2.4) is ``np.isin``. Input: 10,000 standard-normal features of dimension 512, global selection of
+1,000 points. k-center: DeepCore starts from ours's first (random) point, handed over as
+``already_selected``, so the picks must agree; herding: see the row.
+
 A peer that cannot be imported gives a row that says how to install it. CORDS 0.0.4
 pins old versions of many packages; ``pip install --no-deps --target DIR cords`` and
 ``PYTHONPATH=DIR`` are enough for its OMP solver.
@@ -58,11 +67,14 @@ Usage::
     python benchmarks/peers.py --quick --pairs 2     # small sizes, a smoke run
     python benchmarks/peers.py --threads 1 --device cuda
     python benchmarks/peers.py --skip omp nnomp facility deepcore --peer-dir /tmp/dcpeer   # DM and DC only
+    python benchmarks/peers.py --skip omp nnomp facility dm dc --deepcore-dir /tmp/deepcore
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import re
 import statistics
@@ -203,17 +215,86 @@ def facility_rows(args, sizes):
     return rows, source
 
 
-def deepcore_rows(args):
-    try:
-        import deepcore  # noqa: F401
-    except ImportError:
-        why = ("DeepCore not importable: github.com/PatrickZH/DeepCore is a research repository, not a PyPI "
-               "library; its package imports torchvision (deepcore/methods/earlytrain.py, deepcore/nets) and its "
-               "herding is a method of a model-training class (EarlyTrain), so a --peer-dir harness for it needs "
-               "stubs of both; not built yet (issue 15)")
+class _NumpyWithIn1d:
+    def __getattr__(self, name):
+        import numpy as np
+
+        return np.isin if name == "in1d" else getattr(np, name)
+
+
+def _deepcore_functions(root: str):
+    """DeepCore's k-center greedy and herding, loaded from a checkout without importing its
+    package (whose ``__init__`` imports torchvision and every method): the two source files are
+    executed with their relative imports replaced by DeepCore's own ``euclidean_dist`` and an
+    empty stand-in for the model-training base class ``EarlyTrain`` (neither selection uses it)."""
+    import types
+
+    methods = os.path.join(root, "deepcore", "methods")
+    ns: dict = {}
+    with open(os.path.join(methods, "methods_utils", "euclidean.py")) as fh:
+        exec(compile(fh.read(), "deepcore/methods/methods_utils/euclidean.py", "exec"), ns)
+    out = {}
+    for name in ("kcentergreedy", "herding"):
+        with open(os.path.join(methods, f"{name}.py")) as fh:
+            src = "\n".join(line for line in fh.read().splitlines() if not line.startswith("from ."))
+        mod = {"EarlyTrain": object, "euclidean_dist": ns["euclidean_dist"], "MyDataParallel": type(None)}
+        exec(compile(src, f"deepcore/methods/{name}.py", "exec"), mod)
+        mod["np"] = _NumpyWithIn1d()  # their np.in1d was removed in NumPy 2.4: np.isin is the same test
+        out[name] = mod
+    # Herding.herding is a method reading self.metric and self.args.print_freq only
+    herder = types.SimpleNamespace(metric=ns["euclidean_dist"], args=types.SimpleNamespace(print_freq=10**9))
+    kcenter = out["kcentergreedy"]["k_center_greedy"]
+    herding = out["herding"]["Herding"].herding
+    return (lambda m, k, first: kcenter(m, k - 1, ns["euclidean_dist"], "cpu", already_selected=[first],
+                                        print_freq=10**9),
+            lambda m, k: herding(herder, m, k))
+
+
+def deepcore_rows(args, n=10000, d=512, budget=1000):
+    """k-center greedy and herding on the issue's input (n random features, no classes: global
+    selection) against DeepCore. k-center: both start from the same first point (ours drawn
+    from the generator, handed to DeepCore as ``already_selected``), so the picks must agree."""
+    if not args.deepcore_dir:
+        why = ("DeepCore not given: --deepcore-dir PATH to a checkout of github.com/PatrickZH/DeepCore (a "
+               "research repository, not a PyPI library; its package imports torchvision)")
         return [_skip("k-center greedy", why), _skip("herding", why)]
-    why = "deepcore is importable but has no harness here yet: its methods need an args object"
-    return [_skip("k-center greedy", why), _skip("herding", why)]
+    import numpy as np
+    import torch
+    from coreset_speed import make_data
+
+    from distillkit.coresets import herding, k_center_greedy
+
+    if args.quick:
+        n, d, budget = 2000, 64, 100
+    dc_kcenter, dc_herding = _deepcore_functions(args.deepcore_dir)
+    f, y = make_data(n, d, "cpu")
+    f_dev = f.to(args.device)
+    rows = []
+    first = int(k_center_greedy(f_dev, y, 1, per_class=False, features=f_dev, generator=0).indices[0])
+    with contextlib.redirect_stdout(io.StringIO()):  # DeepCore prints progress
+        t_o, t_p, ours, ref = interleaved(
+            lambda: k_center_greedy(f_dev, y, budget, per_class=False, features=f_dev, generator=0),
+            lambda: dc_kcenter(f, budget, first), args.pairs, args.device)
+    same = set(ours.indices.tolist()) == set(np.asarray(ref).tolist())
+    rows.append(_row(f"k-center greedy, n = {n:,}, d = {d}, budget {budget:,}", t_o, t_p, "DeepCore",
+                     f"{'same' if same else 'different'} picks from the same first point "
+                     f"({len(set(ours.indices.tolist()) & set(np.asarray(ref).tolist()))}/{budget} shared)"))
+    print(rows[-1], flush=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        t_o, t_p, ours, ref = interleaved(
+            lambda: herding(f_dev, y, budget, per_class=False, features=f_dev),
+            lambda: dc_herding(f, budget), args.pairs, args.device)
+    ref = np.asarray(ref)
+    shared = len(set(ours.indices.tolist()) & set(ref.tolist()))
+    mu = f.mean(0)
+    err = {name: float(torch.linalg.vector_norm(f[torch.as_tensor(idx)].mean(0) - mu))
+           for name, idx in (("ours", ours.indices.cpu().numpy()), ("theirs", ref))}
+    rows.append(_row("herding, same features", t_o, t_p, "DeepCore",
+                     f"different by design: DeepCore takes the argmax of the distance to the herding target "
+                     f"(deepcore/methods/herding.py), ours the argmin (iCaRL); {shared}/{budget} shared; "
+                     f"|mean(S) - mean| ours {err['ours']:.4f}, DeepCore {err['theirs']:.4f}"))
+    print(rows[-1], flush=True)
+    return rows
 
 
 # ----------------------------------------------------------------------------- DM and DC against the authors' loops
@@ -527,6 +608,8 @@ def main(argv=None):
                         "run on the CPU)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["omp", "nnomp", "facility", "deepcore", "dm", "dc"])
     parser.add_argument("--dm-ipcs", type=int, nargs="*", default=[1, 10], help="ipcs of the DM rows (default 1 10)")
+    parser.add_argument("--deepcore-dir", default=None, help="a checkout of github.com/PatrickZH/DeepCore (the "
+                        "k-center greedy and herding rows; skipped without it)")
     parser.add_argument("--peer-dir", default=None, help="a checkout of github.com/VICO-UoE/DatasetCondensation "
                         "(the DM and DC rows; skipped without it)")
     args = parser.parse_args(argv)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue
 import statistics
 import time
 
@@ -107,14 +108,14 @@ def _run_child(queue, name, fn, args):
 
 def measure(name, fn, args):
     if args.in_process:  # smoke runs: no interpreter start per variant (the peak memory is then approximate)
-        out = []
-        _run_child(type("Queue", (), {"put": staticmethod(out.append)}), name, fn, args)
-        return out[0]
+        results = queue.SimpleQueue()
+        _run_child(results, name, fn, args)
+        return results.get()
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_run_child, args=(queue, name, fn, args))
+    results = ctx.Queue()
+    proc = ctx.Process(target=_run_child, args=(results, name, fn, args))
     proc.start()
-    result = queue.get()
+    result = results.get()
     proc.join()
     return result
 
